@@ -1,0 +1,1 @@
+"""Export of trained runs for serving (SavedModel in TF Serving's layout, LiteRT): see the export issue."""

@@ -1,0 +1,50 @@
+"""The base class of the zoo's character language models: compile defaults and the decoding protocol."""
+import math
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="kerasgen")
+def bits_per_char(y_true, y_pred):
+    """Cross-entropy in bits: the unit character-level results are published in."""
+    loss = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+    return loss / math.log(2.0)
+
+
+class CausalLM(keras.Model):
+    """A next-token model over characters that generation can drive one token at a time.
+
+    Subclasses implement `call` (token ids (B, T) → logits (B, T, V)) and the
+    decoding protocol: `initial_state(batch_size)`, `step(token_ids, state,
+    position)` → (logits (B, V), state) and, where the model has a bounded
+    context, `context_length` and `prefill(token_ids)` → state.
+
+    Args:
+        vocab_size: number of token ids (id 0 = unknown character).
+        vocabulary: the characters of ids 1..vocab_size-1, kept in the config
+            so that a saved model alone can encode prompts and decode output.
+    """
+
+    context_length = None  # None: any number of tokens (a recurrent state)
+    default_recipe = "default"
+    default_data = "pydoc"
+
+    def __init__(self, vocab_size=256, vocabulary=None, **kwargs):
+        super().__init__(**kwargs)
+        if vocabulary is not None and len(vocabulary) + 1 != vocab_size:
+            raise ValueError(f"vocab_size={vocab_size} does not fit a vocabulary of "
+                             f"{len(vocabulary)} characters (+1 for unknown)")
+        self.vocab_size, self.vocabulary = vocab_size, vocabulary
+
+    def compile(self, optimizer="adamw", loss=None, metrics=None, **kwargs):
+        loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics or [bits_per_char], **kwargs)
+
+    def sample_inputs(self, batch_size=2, seq_len=8):
+        """A batch of token ids, for building the model and for tests."""
+        ids = ops.arange(batch_size * seq_len) % self.vocab_size
+        return ops.reshape(ops.cast(ids, "int32"), (batch_size, seq_len))
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "vocabulary": self.vocabulary}

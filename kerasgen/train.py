@@ -1,0 +1,184 @@
+"""python -m kerasgen.train --model gru: train a zoo model and write a self-contained run directory."""
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import os
+import sys
+
+from kerasgen.config import ConfigError, TrainConfig, apply_overrides, model_defaults
+from kerasgen.data import DataError
+
+
+class UsageError(Exception):
+    """Bad input on the command line: one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _parser():
+    p = _Parser(
+        prog="python -m kerasgen.train",
+        description="Train a kerasgen zoo model. Any training field or model hyperparameter "
+                    "can be set as --key=value (e.g. --batch_size=12 --units=512); see --list "
+                    "for models and their sizes.",
+        epilog="The run directory gets config.json, model.keras, checkpoints/ and logs/ "
+               "(open with: tensorboard --logdir RUN/logs).")
+    p.add_argument("--model", help="zoo model name (default: gru)")
+    p.add_argument("--list", action="store_true", help="list the zoo's models and exit")
+    p.add_argument("--data", help="'pydoc' (embedded, default), a UTF-8 text file, or tfds:NAME "
+                                  "read from the local tfds data_dir")
+    p.add_argument("--epochs", help="number of epochs")
+    p.add_argument("--recipe", help="training recipe: default, stable or finetune")
+    p.add_argument("--seed", help="random seed for weights and data order")
+    p.add_argument("--out", help="run directory (default: runs/<model>/<timestamp>)")
+    p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its last finished epoch")
+    p.add_argument("--strategy", choices=["default", "mirrored"],
+                   help="tf.distribute strategy to build and train under")
+    return p
+
+
+def parse_args(argv):
+    """Returns (argparse namespace, {key: raw value}) with every --key=value override."""
+    args, rest = _parser().parse_known_args(argv)
+    overrides = {k: getattr(args, k) for k in ("data", "epochs", "recipe", "seed", "out", "strategy")
+                 if getattr(args, k) is not None}
+    i = 0
+    while i < len(rest):
+        item = rest[i]
+        if not item.startswith("--") or len(item) == 2:
+            raise UsageError(f"unexpected argument {item!r}; options look like --key=value")
+        key, eq, value = item[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(rest):
+                raise UsageError(f"--{key} needs a value")
+            i, value = i + 1, rest[i + 1]
+        overrides[key] = value
+        i += 1
+    return args, overrides
+
+
+def list_models():
+    from kerasgen import registry
+
+    rows = []
+    for name in registry.names():
+        cls = registry.get(name)
+        size = ", ".join(f"{k}={v}" for k, v in model_defaults(cls).items()
+                         if k not in ("vocabulary", "vocab_size"))
+        rows.append(f"{name:12s} {cls.description}\n{'':12s} defaults: {size}")
+    return "\n".join(rows)
+
+
+def _resolve(args, overrides):
+    """The run's TrainConfig, model class, model kwargs and run directory, from flags or --resume."""
+    from kerasgen import registry
+
+    saved = None
+    if args.resume:
+        path = os.path.join(args.resume, "config.json")
+        if not os.path.isfile(path):
+            raise UsageError(f"--resume {args.resume}: no config.json there (not a run directory)")
+        with open(path) as f:
+            saved = json.load(f)
+        train = TrainConfig(**saved["train"])
+        overrides.setdefault("model", train.model)
+        if overrides["model"] != train.model:
+            raise UsageError(f"--resume {args.resume} is a {train.model!r} run, not {overrides['model']!r}")
+    else:
+        train = TrainConfig()
+    if args.model:
+        overrides["model"] = args.model
+    cls = registry.get(overrides.get("model", train.model))
+    train, model_kwargs = apply_overrides(train, cls, overrides)
+    if saved is not None:
+        model_kwargs = {**saved["model"], **model_kwargs}
+        train = dataclasses.replace(train, out=args.resume)
+    elif train.out is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        train = dataclasses.replace(train, out=os.path.join("runs", train.model, stamp))
+    return train, cls, model_kwargs
+
+
+def run(train, cls, model_kwargs):
+    """Trains and saves; returns a dict of what the user is told at the end."""
+    import keras
+    import tensorflow as tf
+
+    from kerasgen import recipes
+    from kerasgen.data import CharVocab, load_text, text_datasets
+    from kerasgen.generation import generate
+    from kerasgen.sampling_callback import TextSampleLogger
+
+    recipe = recipes.get_recipe(train.recipe or cls.default_recipe)
+    text = load_text(train.data or cls.default_data)
+    vocab = CharVocab(model_kwargs["vocabulary"]) if "vocabulary" in model_kwargs and \
+        model_kwargs["vocabulary"] else CharVocab.from_text(text)
+    ids = vocab.encode(text)
+    train_ds, val_ds = text_datasets(ids, train.seq_len, train.batch_size,
+                                     train.validation_steps, train.seed)
+    hyper = model_defaults(cls)
+    model_kwargs = {**model_kwargs, "vocab_size": vocab.size, "vocabulary": vocab.chars}
+    if "seq_len" in hyper:
+        model_kwargs["seq_len"] = train.seq_len
+    if "dropout" in hyper:
+        model_kwargs.setdefault("dropout", recipe.dropout)
+
+    keras.utils.set_random_seed(train.seed)
+    strategy = tf.distribute.MirroredStrategy() if train.strategy == "mirrored" \
+        else tf.distribute.get_strategy()
+    with strategy.scope():
+        model = cls(**model_kwargs)
+        model(model.sample_inputs(1, train.seq_len))
+        recipes.compile_model(model, recipe, train.epochs * train.steps_per_epoch, train.learning_rate,
+                              jit_compile=train.jit_compile,
+                              steps_per_execution=min(train.steps_per_execution, train.steps_per_epoch))
+
+    os.makedirs(train.out, exist_ok=True)
+    with open(os.path.join(train.out, "config.json"), "w") as f:
+        json.dump({"model_name": cls.zoo_name, "train": dataclasses.asdict(train),
+                   "recipe": dataclasses.asdict(recipe), "model": model.get_config()}, f, indent=1)
+
+    sampler = TextSampleLogger(os.path.join(train.out, "logs", "samples"), train.sample_chars, train.seed)
+    model.fit(train_ds, epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,
+              validation_data=val_ds, callbacks=recipes.callbacks(train.out, recipe, [sampler]),
+              verbose=2 if os.environ.get("CI") else "auto")
+    model.save(os.path.join(train.out, "model.keras"))
+    val_loss = model.evaluate(val_ds, verbose=0, return_dict=True)["loss"]
+    sample = generate(model, ["\n"], train.sample_chars, temperature=0.8, seed=train.seed)[0]
+    summary = {"val_loss": val_loss, "bpc": val_loss / math.log(2.0), "sample": sample}
+    with open(os.path.join(train.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+def main(argv=None):
+    try:
+        args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+        import zoo  # noqa: F401  registers the models
+
+        if args.list:
+            print(list_models())
+            return 0
+        train, cls, model_kwargs = _resolve(args, overrides)
+        result = run(train, cls, model_kwargs)
+    except (UsageError, ConfigError, DataError) as e:
+        print(f"kerasgen.train: error: {e}", file=sys.stderr)
+        return 2
+    except KeyError as e:  # unknown model or recipe: the registry's message lists the known names
+        print(f"kerasgen.train: error: {e.args[0]}", file=sys.stderr)
+        return 2
+    logdir = os.path.join(train.out, "logs")
+    print(f"\nvalidation loss {result['val_loss']:.4f}  ({result['bpc']:.3f} bits per character)")
+    print(f"sample:\n{result['sample']}\n")
+    print(f"run directory: {train.out}")
+    print(f"TensorBoard:   tensorboard --logdir {logdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Text sources, the vocabulary, the 90/10 split and the tf.data windows."""
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from kerasgen.data import CharVocab, DataError, load_text, split_ids, text_datasets
+
+
+def test_embedded_corpus_needs_no_download():
+    text = load_text(None)
+    assert len(text) > 100_000 and "assert" in text
+    assert load_text("pydoc") == text
+
+
+def test_file_source(corpus):
+    assert load_text(corpus).startswith("the quick brown fox")
+
+
+@pytest.mark.parametrize("content, message", [(None, "not found"), ("", "empty"),
+                                              ("  \n", "empty"), (b"\xff\xfe\xfa", "not UTF-8")])
+def test_bad_files(tmp_path, content, message):
+    path = tmp_path / "data.txt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        load_text(str(path))
+
+
+def test_tfds_source_reads_the_local_data_dir():
+    with tfds.testing.mock_data(num_examples=3):
+        text = load_text("tfds:tiny_shakespeare")
+    assert isinstance(text, str) and len(text) > 0
+
+
+def test_tfds_missing_dataset_is_a_data_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="not available"):
+        load_text("tfds:tiny_shakespeare")
+
+
+def test_vocab_round_trips_and_reserves_id_zero():
+    vocab = CharVocab.from_text("hello world")
+    ids = vocab.encode("hello")
+    assert ids.min() >= 1 and vocab.size == len(set("hello world")) + 1
+    assert vocab.decode(ids) == "hello"
+    assert vocab.encode("hq")[1] == 0 and vocab.unknown("hqzq") == "qz"
+
+
+def test_split_is_contiguous_90_10():
+    ids = np.arange(1000)
+    train, val = split_ids(ids, 8)
+    assert len(train) == 900 and train[-1] + 1 == val[0]
+    with pytest.raises(DataError, match="too short"):
+        split_ids(np.arange(50), 8)
+
+
+def test_windows_are_next_token_pairs():
+    ids = np.arange(1, 2001, dtype=np.int32)
+    train, val = text_datasets(ids, seq_len=16, batch_size=4, validation_steps=3, seed=0)
+    x, y = next(iter(train))
+    assert x.shape == y.shape == (4, 16)
+    np.testing.assert_array_equal(x.numpy() + 1, y.numpy())  # consecutive ids: y is x shifted
+    assert x.numpy().max() <= 1800  # training windows stay in the first 90%
+    val_batches = list(val)
+    assert len(val_batches) == 3 and val_batches[0][0].numpy().min() > 1800

@@ -1,0 +1,135 @@
+"""GPT-style decoder-only Transformer (nanoGPT's shape) with a key/value cache for generation."""
+import keras
+from keras import ops
+
+from kerasgen.registry import register
+from kerasgen.text import CausalLM
+
+
+def attend(q, k, v, mask):
+    """Scaled dot-product attention; q (B, Tq, H, D), k/v (B, Tk, H, D), mask (Tq, Tk) or (B, 1, Tq, Tk)."""
+    scores = ops.einsum("bqhd,bkhd->bhqk", q, k) * (1.0 / float(q.shape[-1]) ** 0.5)
+    scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
+    return ops.einsum("bhqk,bkhd->bqhd", ops.softmax(scores, axis=-1), v)  # (B, Tq, H, D)
+
+
+class Block(keras.layers.Layer):
+    """Pre-LayerNorm block: x + attention(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, num_heads, embed_dim, dropout, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.head_dim = num_heads, embed_dim // num_heads
+        self.ln1 = keras.layers.LayerNormalization(epsilon=1e-5)
+        self.qkv = keras.layers.Dense(3 * embed_dim)  # one fused matmul for q, k and v
+        self.proj = keras.layers.Dense(embed_dim)
+        self.ln2 = keras.layers.LayerNormalization(epsilon=1e-5)
+        self.fc = keras.layers.Dense(4 * embed_dim, activation="gelu")
+        self.fc_out = keras.layers.Dense(embed_dim)
+        self.drop = keras.layers.Dropout(dropout)
+
+    def _qkv(self, x):
+        b, t = ops.shape(x)[0], ops.shape(x)[1]
+        qkv = ops.reshape(self.qkv(self.ln1(x)), (b, t, 3, self.num_heads, self.head_dim))
+        return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each (B, T, H, D)
+
+    def _finish(self, x, y, training):
+        b, t = ops.shape(x)[0], ops.shape(x)[1]
+        x = x + self.drop(self.proj(ops.reshape(y, (b, t, self.num_heads * self.head_dim))), training=training)
+        return x + self.drop(self.fc_out(self.fc(self.ln2(x))), training=training)
+
+    def call(self, x, training=False):
+        """x (B, T, C) → (B, T, C), with this layer's keys and values (B, T, H, D)."""
+        q, k, v = self._qkv(x)
+        t = ops.shape(x)[1]
+        causal = ops.arange(t)[:, None] >= ops.arange(t)[None, :]
+        return self._finish(x, attend(q, k, v, causal), training), (k, v)
+
+    def step(self, x, cache, position):
+        """x (B, 1, C) at `position`; cache = (keys, values), each (B, S, H, D)."""
+        q, k, v = self._qkv(x)
+        keys = ops.slice_update(cache[0], (0, position, 0, 0), ops.cast(k, cache[0].dtype))
+        values = ops.slice_update(cache[1], (0, position, 0, 0), ops.cast(v, cache[1].dtype))
+        visible = ops.arange(ops.shape(keys)[1])[None, :] <= position  # (1, S)
+        return self._finish(x, attend(q, keys, values, visible), False), (keys, values)
+
+
+@register("transformer",
+          tiny=dict(vocab_size=11, seq_len=8, num_layers=2, num_heads=2, embed_dim=8),
+          description="GPT-style decoder-only Transformer (pre-LN, causal attention, KV cache)")
+class TransformerGenerator(CausalLM):
+    """Token + position embedding → pre-LN blocks → LayerNorm → logits (nanoGPT's GPT).
+
+    Generation keeps each block's keys and values in a fixed-size cache, so a
+    new token costs one position, not a re-run of the prefix.
+
+    Args:
+        vocab_size: number of token ids.
+        seq_len: context length (the position table's size).
+        num_layers: Transformer blocks.
+        num_heads: attention heads per block.
+        embed_dim: model width (divisible by num_heads).
+        dropout: dropout on embeddings and residual branches.
+        tie_weights: reuse the token embedding as the output head (as GPT-2 does).
+        vocabulary: see `CausalLM`.
+    """
+
+    default_recipe = "default"
+
+    def __init__(self, vocab_size=256, seq_len=64, num_layers=4, num_heads=4, embed_dim=128,
+                 dropout=0.0, tie_weights=True, vocabulary=None, **kwargs):
+        super().__init__(vocab_size=vocab_size, vocabulary=vocabulary, **kwargs)
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
+        self.seq_len, self.num_layers, self.num_heads = seq_len, num_layers, num_heads
+        self.embed_dim, self.dropout, self.tie_weights = embed_dim, dropout, tie_weights
+        self.context_length = seq_len
+        init = keras.initializers.RandomNormal(stddev=0.02)
+        self.token_embedding = keras.layers.Embedding(vocab_size, embed_dim, embeddings_initializer=init)
+        self.position_embedding = keras.layers.Embedding(seq_len, embed_dim, embeddings_initializer=init)
+        self.drop = keras.layers.Dropout(dropout)
+        self.blocks = [Block(num_heads, embed_dim, dropout) for _ in range(num_layers)]
+        self.ln_f = keras.layers.LayerNormalization(epsilon=1e-5)
+        self.head = None if tie_weights else keras.layers.Dense(vocab_size, use_bias=False)
+
+    def _logits(self, x):
+        x = self.ln_f(x)
+        if self.head is None:
+            return ops.matmul(x, ops.transpose(self.token_embedding.embeddings))
+        return self.head(x)
+
+    def _forward(self, token_ids, training):
+        t = ops.shape(token_ids)[1]
+        x = self.token_embedding(token_ids) + self.position_embedding(ops.arange(t))
+        x = self.drop(x, training=training)  # (B, T, C)
+        kv = []
+        for block in self.blocks:
+            x, layer_kv = block(x, training=training)
+            kv.append(layer_kv)
+        return self._logits(x), kv
+
+    def call(self, token_ids, training=False):
+        return self._forward(token_ids, training)[0]  # (B, T, V)
+
+    def initial_state(self, batch_size):
+        shape = (batch_size, self.seq_len, self.num_heads, self.embed_dim // self.num_heads)
+        return tuple((ops.zeros(shape), ops.zeros(shape)) for _ in self.blocks)
+
+    def step(self, token_ids, state, position):
+        x = self.token_embedding(token_ids[:, None]) + self.position_embedding(ops.convert_to_tensor(position))
+        new_state = []
+        for block, cache in zip(self.blocks, state):
+            x, cache = block.step(x, cache, position)
+            new_state.append(cache)
+        return self._logits(x)[:, 0], tuple(new_state)  # (B, V)
+
+    def prefill(self, token_ids):
+        """The cache after reading `token_ids` (B, T ≤ seq_len) in one pass, padded to seq_len."""
+        pad = self.seq_len - ops.shape(token_ids)[1]
+        _, kv = self._forward(token_ids, False)
+        widen = lambda t: ops.pad(t, ((0, 0), (0, pad), (0, 0), (0, 0)))  # noqa: E731
+        return tuple((widen(k), widen(v)) for k, v in kv)
+
+    def get_config(self):
+        return {**super().get_config(), "seq_len": self.seq_len, "num_layers": self.num_layers,
+                "num_heads": self.num_heads, "embed_dim": self.embed_dim,
+                "dropout": self.dropout, "tie_weights": self.tie_weights}
