@@ -12,9 +12,9 @@ class TrainConfig:
     model: str = "gru"
     data: Optional[str] = None  # None: the model's embedded default dataset
     recipe: Optional[str] = None  # None: the model's default recipe
-    epochs: int = 6
+    epochs: int = 8
     batch_size: int = 32
-    steps_per_epoch: int = 100
+    steps_per_epoch: int = 150
     validation_steps: int = 20
     learning_rate: Optional[float] = None  # None: the recipe's peak rate
     seq_len: int = 64  # training window; the Transformer's context length

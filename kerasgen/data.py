@@ -1,6 +1,7 @@
 """tf.data pipelines for text: the embedded default corpus, the user's files, and tfds."""
 import dataclasses
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -13,10 +14,15 @@ class DataError(ValueError):
     """Unusable data: reported as one line, exit code 2."""
 
 
+_TABLE_OR_GRAMMAR = re.compile(r"^\s*[|+=]|::=")
+
+
 def _embedded_text():
+    """CPython's help topics, without the ASCII tables and grammar rules that would teach noise."""
     from pydoc_data import topics
 
-    return "\n\n".join(topics.topics[k] for k in sorted(topics.topics))
+    text = "\n\n".join(topics.topics[k] for k in sorted(topics.topics))
+    return "\n".join(line for line in text.splitlines() if not _TABLE_OR_GRAMMAR.search(line))
 
 
 def _tfds_text(name):

@@ -15,6 +15,7 @@ class Recipe:
     min_lr_ratio: float = 0.1  # cosine decays to this share of the peak (as nanoGPT)
     weight_decay: float = 0.1  # AdamW decoupled decay; not on biases and norms
     clipnorm: float = 1.0  # global gradient-norm clipping
+    beta_1: float = 0.9
     beta_2: float = 0.99  # nanoGPT's choice for small character models
     dropout: float = 0.0  # applied to models that take `dropout`, unless set by flag
     patience: int = 5  # EarlyStopping epochs without a better validation loss
@@ -28,6 +29,9 @@ RECIPES = {
     # A pretrained model: a small rate and a short warmup so it is not knocked off its minimum.
     "finetune": Recipe(learning_rate=1e-4, warmup_fraction=0.02, min_lr_ratio=0.5,
                        weight_decay=0.01, patience=3),
+    # GANs: DCGAN's Adam(2e-4, beta_1=0.5), no decay toward zero, a loose clip.
+    "gan": Recipe(learning_rate=2e-4, warmup_fraction=0.0, min_lr_ratio=0.5, weight_decay=0.0,
+                  clipnorm=10.0, beta_1=0.5, beta_2=0.999, patience=10),
 }
 
 
@@ -45,7 +49,8 @@ def make_optimizer(recipe, total_steps, learning_rate=None):
         initial_learning_rate=0.0, warmup_target=peak, warmup_steps=warmup,
         decay_steps=max(1, total_steps - warmup), alpha=recipe.min_lr_ratio)
     optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay,
-                                       beta_2=recipe.beta_2, global_clipnorm=recipe.clipnorm)
+                                       beta_1=recipe.beta_1, beta_2=recipe.beta_2,
+                                       global_clipnorm=recipe.clipnorm)
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return optimizer
 
@@ -75,15 +80,22 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         os.replace(self._training_metadata_path + ".tmp", self._training_metadata_path)
 
 
-def callbacks(run_dir, recipe, extra=()):
-    """Early stopping, best checkpoint, resumable backup, NaN guard, TensorBoard."""
+def callbacks(run_dir, recipe, monitor="val_loss", first=()):
+    """Resumable backup, NaN guard, best checkpoint, early stopping and TensorBoard.
+
+    `first` run before the checkpoint, so metrics they add to the epoch's logs
+    (a sample-quality score) can be `monitor`ed (lower is better) and plotted. With monitor=None
+    every epoch is checkpointed and nothing stops early.
+    """
+    checkpoint = os.path.join(run_dir, "checkpoints", "best.keras")
     return [
         AtomicBackupAndRestore(os.path.join(run_dir, "backup")),
         # raise_error: stop with an error so the last good backup is kept for --resume.
         keras.callbacks.TerminateOnNaN(raise_error=True),
-        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "checkpoints", "best.keras"),
-                                        monitor="val_loss", save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.patience),
+        *first,
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor or "loss", mode="min",
+                                        save_best_only=monitor is not None),
+        *([keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=recipe.patience)]
+          if monitor else []),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
-        *extra,
     ]

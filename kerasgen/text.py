@@ -29,6 +29,8 @@ class CausalLM(keras.Model):
     context_length = None  # None: any number of tokens (a recurrent state)
     default_recipe = "default"
     default_data = "pydoc"
+    monitor = "val_loss"
+    train_defaults = {}  # TrainConfig fields this family sets differently
 
     def __init__(self, vocab_size=256, vocabulary=None, **kwargs):
         super().__init__(**kwargs)
@@ -41,8 +43,14 @@ class CausalLM(keras.Model):
         loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics or [bits_per_char], **kwargs)
 
-    def sample_inputs(self, batch_size=2, seq_len=8):
+    def sample_fit_data(self, batch_size=2):
+        """A batch `fit` accepts, for tests: (inputs, targets)."""
+        ids = self.sample_inputs(batch_size)
+        return ids, ids
+
+    def sample_inputs(self, batch_size=2, seq_len=None):
         """A batch of token ids, for building the model and for tests."""
+        seq_len = seq_len or min(8, self.context_length or 8)
         ids = ops.arange(batch_size * seq_len) % self.vocab_size
         return ops.reshape(ops.cast(ids, "int32"), (batch_size, seq_len))
 

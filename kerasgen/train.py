@@ -7,6 +7,8 @@ import math
 import os
 import sys
 
+import numpy as np
+
 from kerasgen.config import ConfigError, TrainConfig, apply_overrides, model_defaults
 from kerasgen.data import DataError
 
@@ -89,11 +91,11 @@ def _resolve(args, overrides):
         overrides.setdefault("model", train.model)
         if overrides["model"] != train.model:
             raise UsageError(f"--resume {args.resume} is a {train.model!r} run, not {overrides['model']!r}")
-    else:
-        train = TrainConfig()
     if args.model:
         overrides["model"] = args.model
-    cls = registry.get(overrides.get("model", train.model))
+    cls = registry.get(overrides.get("model", train.model if saved else TrainConfig.model))
+    if saved is None:
+        train = TrainConfig(**cls.train_defaults)
     train, model_kwargs = apply_overrides(train, cls, overrides)
     if saved is not None:
         model_kwargs = {**saved["model"], **model_kwargs}
@@ -104,28 +106,89 @@ def _resolve(args, overrides):
     return train, cls, model_kwargs
 
 
-def run(train, cls, model_kwargs):
-    """Trains and saves; returns a dict of what the user is told at the end."""
-    import keras
-    import tensorflow as tf
-
-    from kerasgen import recipes
+def _text_setup(train, cls, model_kwargs, recipe):
+    """Data, model kwargs, callbacks and the final report of a character language model."""
     from kerasgen.data import CharVocab, load_text, text_datasets
     from kerasgen.generation import generate
     from kerasgen.sampling_callback import TextSampleLogger
 
-    recipe = recipes.get_recipe(train.recipe or cls.default_recipe)
     text = load_text(train.data or cls.default_data)
-    vocab = CharVocab(model_kwargs["vocabulary"]) if "vocabulary" in model_kwargs and \
-        model_kwargs["vocabulary"] else CharVocab.from_text(text)
-    ids = vocab.encode(text)
-    train_ds, val_ds = text_datasets(ids, train.seq_len, train.batch_size,
+    vocab = CharVocab(model_kwargs["vocabulary"]) if model_kwargs.get("vocabulary") \
+        else CharVocab.from_text(text)
+    train_ds, val_ds = text_datasets(vocab.encode(text), train.seq_len, train.batch_size,
                                      train.validation_steps, train.seed)
     hyper = model_defaults(cls)
     model_kwargs = {**model_kwargs, "vocab_size": vocab.size, "vocabulary": vocab.chars}
     if "seq_len" in hyper:
         model_kwargs["seq_len"] = train.seq_len
-    if "dropout" in hyper:
+
+    def make_callbacks(model):
+        return [TextSampleLogger(os.path.join(train.out, "logs", "samples"), train.sample_chars,
+                                 train.seed)]
+
+    def finish(model):
+        val_loss = model.evaluate(val_ds, verbose=0, return_dict=True)["loss"]
+        sample = generate(model, ["\n"], train.sample_chars, temperature=0.8, seed=train.seed)[0]
+        summary = {"val_loss": val_loss, "bpc": val_loss / math.log(2.0), "sample": sample}
+        report = [f"validation loss {val_loss:.4f}  ({summary['bpc']:.3f} bits per character)",
+                  f"sample:\n{sample}\n"]
+        return summary, report
+
+    return model_kwargs, train_ds, val_ds, make_callbacks, finish
+
+
+def _image_setup(train, cls, model_kwargs, recipe):
+    """Data, model kwargs, callbacks and the final report of an image generator."""
+    from kerasgen import quality
+    from kerasgen.images import image_datasets, image_grid, load_images, save_png
+
+    hyper = {**model_defaults(cls), **model_kwargs}
+    images, labels = load_images(train.data or cls.default_data, hyper["image_size"], hyper["channels"])
+    train_ds, val_ds = image_datasets(images, train.batch_size, train.seed)
+    judge = None
+    if labels is not None:
+        classifier, accuracy = quality.train_classifier(images, labels, seed=train.seed)
+        print(f"quality classifier: {accuracy:.1%} held-out accuracy on the real images")
+        judge = quality.ImageJudge(classifier, images[:2000])
+    uses_validation = cls.monitor == "val_loss"
+
+    def make_callbacks(model):
+        return [quality.ImageLogger(os.path.join(train.out, "logs", "images"), judge,
+                                    images[:32], seed=train.seed)]
+
+    def finish(model):
+        summary, report = {}, []
+        if uses_validation:
+            summary["val_loss"] = model.evaluate(val_ds, verbose=0, return_dict=True)["loss"]
+            report.append(f"validation loss {summary['val_loss']:.4f}")
+        if judge is not None:
+            quality.save_classifier(judge.classifier, train.out)
+            scores = judge.score(np.asarray(model.generate(500, train.seed + 1)))
+            summary.update(scores)
+            report.append(f"generated images: Fréchet distance {scores['fid']:.3f}, classifier "
+                          f"confidence {scores['confidence']:.1%}, class entropy "
+                          f"{scores['class_entropy']:.2f} of {scores['max_class_entropy']:.2f} bits")
+        path = os.path.join(train.out, "samples.png")
+        save_png(path, image_grid(np.asarray(model.generate(64, train.seed))))
+        summary["samples"] = path
+        report.append(f"samples: {path}")
+        return summary, report
+
+    return model_kwargs, train_ds, val_ds if uses_validation else None, make_callbacks, finish
+
+
+def run(train, cls, model_kwargs):
+    """Trains and saves; returns (summary dict, lines to tell the user)."""
+    import keras
+    import tensorflow as tf
+
+    from kerasgen import recipes
+    from kerasgen.text import CausalLM
+
+    recipe = recipes.get_recipe(train.recipe or cls.default_recipe)
+    setup = _text_setup if issubclass(cls, CausalLM) else _image_setup
+    model_kwargs, train_ds, val_ds, make_callbacks, finish = setup(train, cls, model_kwargs, recipe)
+    if "dropout" in model_defaults(cls):
         model_kwargs.setdefault("dropout", recipe.dropout)
 
     keras.utils.set_random_seed(train.seed)
@@ -133,7 +196,7 @@ def run(train, cls, model_kwargs):
         else tf.distribute.get_strategy()
     with strategy.scope():
         model = cls(**model_kwargs)
-        model(model.sample_inputs(1, train.seq_len))
+        model(model.sample_inputs(1))
         recipes.compile_model(model, recipe, train.epochs * train.steps_per_epoch, train.learning_rate,
                               jit_compile=train.jit_compile,
                               steps_per_execution=min(train.steps_per_execution, train.steps_per_epoch))
@@ -143,17 +206,16 @@ def run(train, cls, model_kwargs):
         json.dump({"model_name": cls.zoo_name, "train": dataclasses.asdict(train),
                    "recipe": dataclasses.asdict(recipe), "model": model.get_config()}, f, indent=1)
 
-    sampler = TextSampleLogger(os.path.join(train.out, "logs", "samples"), train.sample_chars, train.seed)
+    monitor = cls.monitor if val_ds is not None or cls.monitor != "val_loss" else None
+    callbacks = recipes.callbacks(train.out, recipe, monitor, first=make_callbacks(model))
     model.fit(train_ds, epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,
-              validation_data=val_ds, callbacks=recipes.callbacks(train.out, recipe, [sampler]),
+              validation_data=val_ds, callbacks=callbacks, shuffle=False,  # tf.data shuffles
               verbose=2 if os.environ.get("CI") else "auto")
     model.save(os.path.join(train.out, "model.keras"))
-    val_loss = model.evaluate(val_ds, verbose=0, return_dict=True)["loss"]
-    sample = generate(model, ["\n"], train.sample_chars, temperature=0.8, seed=train.seed)[0]
-    summary = {"val_loss": val_loss, "bpc": val_loss / math.log(2.0), "sample": sample}
+    summary, report = finish(model)
     with open(os.path.join(train.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    return summary
+    return summary, report
 
 
 def main(argv=None):
@@ -165,7 +227,7 @@ def main(argv=None):
             print(list_models())
             return 0
         train, cls, model_kwargs = _resolve(args, overrides)
-        result = run(train, cls, model_kwargs)
+        _, report = run(train, cls, model_kwargs)
     except (UsageError, ConfigError, DataError) as e:
         print(f"kerasgen.train: error: {e}", file=sys.stderr)
         return 2
@@ -173,8 +235,7 @@ def main(argv=None):
         print(f"kerasgen.train: error: {e.args[0]}", file=sys.stderr)
         return 2
     logdir = os.path.join(train.out, "logs")
-    print(f"\nvalidation loss {result['val_loss']:.4f}  ({result['bpc']:.3f} bits per character)")
-    print(f"sample:\n{result['sample']}\n")
+    print("\n" + "\n".join(report))
     print(f"run directory: {train.out}")
     print(f"TensorBoard:   tensorboard --logdir {logdir}")
     return 0

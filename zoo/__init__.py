@@ -1,2 +1,2 @@
 """The model zoo: importing it registers every model."""
-from zoo import gru, transformer  # noqa: F401
+from zoo import conv, dense, gru, transformer, vae  # noqa: F401

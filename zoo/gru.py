@@ -23,7 +23,7 @@ class GRUGenerator(CausalLM):
         vocabulary: see `CausalLM`.
     """
 
-    def __init__(self, vocab_size=256, embed_dim=64, units=512, num_layers=1, dropout=0.0,
+    def __init__(self, vocab_size=256, embed_dim=64, units=256, num_layers=1, dropout=0.0,
                  vocabulary=None, **kwargs):
         super().__init__(vocab_size=vocab_size, vocabulary=vocabulary, **kwargs)
         self.embed_dim, self.units, self.num_layers, self.dropout = embed_dim, units, num_layers, dropout

@@ -1,0 +1,110 @@
+"""python -m kerasgen.bench train|decode: re-runnable speed measurements, printed side by side.
+
+Timings on a shared machine are noisy, so each figure is a median over many
+executions, and comparisons are made inside one run, never across runs.
+"""
+import argparse
+import statistics
+import sys
+import time
+
+
+def _build(name, overrides, seq_len):
+    import zoo  # noqa: F401  registers the models
+    from kerasgen import registry
+    from kerasgen.config import TrainConfig, apply_overrides, model_defaults
+
+    cls = registry.get(name)
+    train, kwargs = apply_overrides(TrainConfig(model=name, seq_len=seq_len), cls, overrides)
+    if "seq_len" in model_defaults(cls):
+        kwargs["seq_len"] = train.seq_len
+    return train, cls, kwargs
+
+
+class _ExecutionTimer:
+    """Wall time of each compiled execution (`steps_per_execution` steps) during fit."""
+
+    def __init__(self):
+        import keras
+
+        timer = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                timer.stamps.append(time.perf_counter())
+
+        self.stamps, self.callback = [], Callback()
+
+
+def train_step_ms(name, overrides, batch_size, seq_len, steps, steps_per_execution, jit_compile,
+                  pipeline):
+    """Median milliseconds per training step, and the model's parameter count.
+
+    `pipeline` = "text" feeds the real tf.data pipeline (embedded corpus);
+    "memory" feeds one fixed batch, so the two show whether input starves the step.
+    """
+    import keras
+    import tensorflow as tf
+
+    from kerasgen import recipes
+    from kerasgen.data import CharVocab, load_text, text_datasets
+
+    train, cls, kwargs = _build(name, overrides, seq_len)
+    text = load_text(None)
+    vocab = CharVocab.from_text(text)
+    ds, _ = text_datasets(vocab.encode(text), seq_len, batch_size, 1, train.seed)
+    if pipeline == "memory":
+        ds = tf.data.Dataset.from_tensors(next(iter(ds))).repeat()
+    keras.utils.set_random_seed(0)
+    model = cls(**{**kwargs, "vocab_size": vocab.size, "vocabulary": vocab.chars})
+    model(model.sample_inputs(1, seq_len))
+    recipes.compile_model(model, recipes.get_recipe(cls.default_recipe), 10 * steps,
+                          jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    timer = _ExecutionTimer()
+    warmup = 2 * steps_per_execution  # the first execution traces and compiles
+    model.fit(ds, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[timer.callback])
+    stamps = timer.stamps[warmup // steps_per_execution - 1:]
+    per_step = [(b - a) * 1000 / steps_per_execution for a, b in zip(stamps, stamps[1:])]
+    return statistics.median(per_step), model.count_params()
+
+
+def _train(args, overrides):
+    print(f"{'model':12s} {'params':>9s} {'settings':40s} {'ms/step':>8s} {'steps/s':>8s}")
+    settings = [("graph, 1 step/exec", False, 1, "text"),
+                ("XLA, 10 steps/exec, memory batch", True, 10, "memory"),
+                ("XLA, 10 steps/exec, tf.data", True, 10, "text")]
+    for name in args.models:
+        for label, jit, spe, pipeline in settings:
+            if args.quick and not jit:
+                continue
+            ms, params = train_step_ms(name, overrides, args.batch_size, args.seq_len, args.steps,
+                                       spe, jit, pipeline)
+            print(f"{name:12s} {params:9,d} {label:40s} {ms:8.1f} {1000 / ms:8.1f}", flush=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m kerasgen.bench",
+        description="Speed benchmarks. 'train' times training steps of zoo models (median "
+                    "ms/step) under graph mode, XLA, and with the real tf.data pipeline vs a "
+                    "batch held in memory. Extra --key=value flags set model hyperparameters.")
+    sub = p.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("train", help="training steps per second")
+    t.add_argument("--models", nargs="+", default=["gru", "transformer"])
+    t.add_argument("--batch_size", type=int, default=12)
+    t.add_argument("--seq_len", type=int, default=64)
+    t.add_argument("--steps", type=int, default=200, help="timed steps per setting")
+    t.add_argument("--quick", action="store_true", help="skip the slow graph-mode baseline")
+    args, rest = p.parse_known_args(argv)
+    overrides = {}
+    for item in rest:
+        key, eq, value = item.lstrip("-").partition("=")
+        if not item.startswith("--") or not eq:
+            p.error(f"unexpected argument {item!r}; model hyperparameters look like --key=value")
+        overrides[key] = value
+    _train(args, overrides)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

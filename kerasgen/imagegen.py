@@ -1,0 +1,115 @@
+"""Base classes of the image zoo: one sampling API, and a GAN training step shared by both GANs."""
+import keras
+from keras import ops
+
+
+class ImageGenerator(keras.Model):
+    """A model that turns latent noise into images in [0, 1].
+
+    Subclasses build `self.generator` (latent (B, latent_dim) → images) and
+    train however they like; `generate` is the one way to sample.
+
+    Args:
+        image_size: height and width of the square images.
+        channels: 1 (gray) or 3 (RGB).
+        latent_dim: size of the noise vector.
+    """
+
+    default_recipe = "gan"
+    default_data = "digits"
+    monitor = "val_fid"  # what checkpoints and early stopping watch (see quality.ImageLogger)
+    # Small images train fast: more, larger batches.
+    train_defaults = dict(batch_size=64, epochs=10, steps_per_epoch=200, steps_per_execution=20)
+
+    def __init__(self, image_size=16, channels=1, latent_dim=32, **kwargs):
+        super().__init__(**kwargs)
+        self.image_size, self.channels, self.latent_dim = image_size, channels, latent_dim
+        self.image_shape = (image_size, image_size, channels)
+        self.seed_generator = keras.random.SeedGenerator(0)
+
+    def latents(self, num_images, seed):
+        """The same `seed` gives the same latent vectors, so sample grids are comparable."""
+        return keras.random.normal((num_images, self.latent_dim), seed=seed)
+
+    def generate(self, num_images, seed):
+        """`num_images` images (N, H, W, C) in [0, 1], the same for the same seed."""
+        return self.decode(self.latents(num_images, seed))
+
+    def decode(self, latent):
+        return self.generator(latent, training=False)
+
+    def call(self, latent, training=False):
+        return self.decode(latent)
+
+    def sample_inputs(self, batch_size=2):
+        """Inputs of `call`, for building the model and for tests."""
+        return keras.random.normal((batch_size, self.latent_dim), seed=1)
+
+    def sample_fit_data(self, batch_size=2):
+        """A batch `fit` accepts, for tests."""
+        pixels = ops.arange(batch_size * self.image_size * self.image_size * self.channels)
+        return ops.reshape(ops.cast(pixels % 7, "float32") / 6.0, (batch_size, *self.image_shape))
+
+    def get_config(self):
+        return {**super().get_config(), "image_size": self.image_size, "channels": self.channels,
+                "latent_dim": self.latent_dim}
+
+
+class GAN(ImageGenerator):
+    """Generator vs discriminator with the non-saturating loss (Goodfellow et al.).
+
+    `compile(optimizer=…)` takes the recipe's optimizer for the generator and
+    builds an identical one for the discriminator, so a GAN trains from the
+    same shared recipes as every other model. Subclasses build `generator`
+    and `discriminator` (images → one logit).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        # One-sided label smoothing keeps the discriminator from overpowering the generator.
+        self.bce = keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1)
+
+    def compile(self, optimizer="adam", **kwargs):
+        kwargs.pop("loss", None)
+        super().compile(optimizer=optimizer, **kwargs)
+        self.d_optimizer = self.optimizer.__class__.from_config(self.optimizer.get_config())
+        self.d_optimizer.build(self.discriminator.trainable_variables)  # before any tracing
+
+    @property
+    def metrics(self):
+        return [self.g_loss_tracker, self.d_loss_tracker]
+
+    def train_step(self, images):
+        import tensorflow as tf
+
+        batch = ops.shape(images)[0]
+        real_images = images * 2.0 - 1.0  # the generator's tanh range
+        noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        with tf.GradientTape() as tape:
+            fake = self.generator(noise, training=True)
+            real_logits = self.discriminator(real_images, training=True)
+            fake_logits = self.discriminator(fake, training=True)
+            d_loss = self.bce(ops.ones_like(real_logits), real_logits) + \
+                self.bce(ops.zeros_like(fake_logits), fake_logits)
+        d_vars = self.discriminator.trainable_variables
+        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars))
+
+        noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        with tf.GradientTape() as tape:
+            fake_logits = self.discriminator(self.generator(noise, training=True), training=True)
+            g_loss = keras.losses.binary_crossentropy(ops.ones_like(fake_logits), fake_logits,
+                                                      from_logits=True)
+            g_loss = ops.mean(g_loss)
+        g_vars = self.generator.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
+        self.g_loss_tracker.update_state(g_loss)
+        self.d_loss_tracker.update_state(d_loss)
+        return {"g_loss": self.g_loss_tracker.result(), "d_loss": self.d_loss_tracker.result()}
+
+    def decode(self, latent):
+        return (self.generator(latent, training=False) + 1.0) / 2.0  # tanh → [0, 1]
+
+    def call(self, latent, training=False):
+        return self.decode(latent)

@@ -1,0 +1,155 @@
+"""Image data for the image zoo: the embedded digits, tfds, .npz files and folders, scaled one way."""
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from kerasgen.data import DataError
+
+EMBEDDED_IMAGES = "digits"  # scikit-learn's 8×8 handwritten digits: installed, no download
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def prepare_images(images, image_size, channels):
+    """Any image array → float32 (N, image_size, image_size, channels) in [0, 1].
+
+    Integer pixels are read as 0..255, floats above 1 as 0..their maximum;
+    (N, H, W) gains a channel axis, RGB becomes gray for one channel (and gray
+    is repeated for three), and the size is changed with area-preserving
+    bilinear resizing.
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4) or images.shape[0] == 0:
+        raise DataError(f"expected images shaped (N, H, W) or (N, H, W, 1|3|4), got {images.shape}")
+    if np.issubdtype(images.dtype, np.integer):
+        images = images.astype(np.float32) / 255.0
+    else:
+        images = images.astype(np.float32)
+        peak = float(images.max())
+        if peak > 1.0:
+            images /= peak
+    images = images[..., :3]  # drop alpha
+    if channels == 1 and images.shape[-1] == 3:
+        images = images @ np.array([[0.299], [0.587], [0.114]], np.float32)
+    elif channels == 3 and images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    if images.shape[1:3] != (image_size, image_size):
+        images = tf.image.resize(images, (image_size, image_size), antialias=True).numpy()
+    return np.clip(images, 0.0, 1.0)
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images / 16.0, digits.target
+
+
+def _tfds_images(name):
+    import tensorflow_datasets as tfds
+
+    try:
+        ds = tfds.load(name, split="train", download=False)
+    except Exception as e:  # tfds raises many kinds; all mean "not available here"
+        raise DataError(f"tfds:{name} is not available in the local tfds data_dir "
+                        f"(set TFDS_DATA_DIR; nothing is downloaded): {e}".splitlines()[0]) from None
+    if "image" not in ds.element_spec:
+        raise DataError(f"tfds:{name} has no 'image' feature")
+    examples = list(tfds.as_numpy(ds))
+    labels = np.array([ex["label"] for ex in examples]) if "label" in ds.element_spec else None
+    return np.stack([ex["image"] for ex in examples]), labels
+
+
+def _npz(path):
+    try:
+        arrays = np.load(path)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path} is not a readable .npz file: {e}") from None
+    key = next((k for k in ("x_train", "x") if k in arrays.files), None)
+    if key is None:
+        raise DataError(f"{path} has no image array: expected 'x_train' or 'x', found "
+                        f"{', '.join(arrays.files) or 'nothing'}")
+    label_key = {"x_train": "y_train", "x": "y"}[key]
+    return arrays[key], arrays[label_key] if label_key in arrays.files else None
+
+
+def _folder(path):
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_SUFFIXES))
+    if not files:
+        raise DataError(f"{path} holds no PNG or JPEG images")
+    images = []
+    for name in files:
+        try:
+            with Image.open(os.path.join(path, name)) as image:
+                images.append(np.asarray(image.convert("RGB" if image.mode not in ("L", "RGB") else image.mode)))
+        except (UnidentifiedImageError, OSError) as e:
+            raise DataError(f"cannot read image {os.path.join(path, name)}: {e}") from None
+    sizes = sorted({im.shape for im in images})
+    if len(sizes) > 1:
+        raise DataError(f"{path} mixes image sizes {sizes[:3]}; resize them to one size first")
+    return np.stack(images), None
+
+
+def load_images(source, image_size, channels=1):
+    """(images float32 (N, S, S, C) in [0, 1], integer labels or None) from `source`.
+
+    `source`: None/'digits' (embedded), 'tfds:NAME' (local data_dir only),
+    an .npz file with 'x_train' or 'x' (and optionally 'y_train'/'y'), or a
+    folder of PNG/JPEG files of one size.
+    """
+    if source in (None, EMBEDDED_IMAGES):
+        images, labels = _digits()
+    elif source.startswith("tfds:"):
+        images, labels = _tfds_images(source[len("tfds:"):])
+    elif os.path.isdir(source):
+        images, labels = _folder(source)
+    elif source.endswith(".npz"):
+        if not os.path.isfile(source):
+            raise DataError(f"data file not found: {source}")
+        images, labels = _npz(source)
+    else:
+        raise DataError(f"image data must be 'digits', tfds:NAME, an .npz file or a folder "
+                        f"of images; got {source!r}")
+    images = prepare_images(images, image_size, channels)
+    if labels is not None:
+        labels = np.asarray(labels).astype(np.int32).reshape(-1)
+        if len(labels) != len(images):
+            labels = None
+    return images, labels
+
+
+def image_datasets(images, batch_size, seed):
+    """(train, validation) datasets of image batches: a shuffled 90/10 split, train repeated."""
+    order = np.random.default_rng(seed).permutation(len(images))
+    cut = max(1, int(len(images) * 0.9))
+    if cut >= len(images):
+        raise DataError(f"{len(images)} images are too few for a train/validation split")
+    train = (tf.data.Dataset.from_tensor_slices(images[order[:cut]]).cache()
+             .shuffle(cut, seed=seed).repeat().batch(batch_size, drop_remainder=True)
+             .prefetch(tf.data.AUTOTUNE))
+    val = tf.data.Dataset.from_tensor_slices(images[order[cut:]]).batch(batch_size).cache()
+    return train, val
+
+
+def image_grid(images, columns=8):
+    """(N, H, W, C) floats in [0, 1] → one uint8 (rows·H, columns·W, C) picture with 1-pixel gaps."""
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    rows = -(-n // columns)
+    grid = np.ones((rows * (h + 1) + 1, columns * (w + 1) + 1, c), np.float32)
+    for i, image in enumerate(images):
+        r, col = divmod(i, columns)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + col * (w + 1):1 + col * (w + 1) + w] = image
+    return (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
+
+
+def save_png(path, picture, scale=4):
+    """Writes a uint8 (H, W, 1|3) picture, enlarged `scale` times so small digits are visible."""
+    from PIL import Image
+
+    picture = np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
+    Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path)

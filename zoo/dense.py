@@ -1,0 +1,38 @@
+"""The classic fully-connected GAN."""
+import keras
+
+from kerasgen.imagegen import GAN
+from kerasgen.registry import register
+
+
+@register("dense", tiny=dict(image_size=8, latent_dim=4, units=16),
+          description="fully-connected GAN (noise → MLP → image; MLP discriminator)")
+class DenseGAN(GAN):
+    """Generator and discriminator are two-layer MLPs, as in Goodfellow et al.'s GAN.
+
+    Args:
+        units: width of the hidden layers (the generator's second is twice as wide).
+        image_size, channels, latent_dim: see `ImageGenerator`.
+    """
+
+    def __init__(self, image_size=16, channels=1, latent_dim=32, units=256, **kwargs):
+        super().__init__(image_size=image_size, channels=channels, latent_dim=latent_dim, **kwargs)
+        self.units = units
+        pixels = image_size * image_size * channels
+        self.generator = keras.Sequential([
+            keras.Input((latent_dim,)),
+            keras.layers.Dense(units), keras.layers.LeakyReLU(0.2),
+            keras.layers.Dense(2 * units), keras.layers.LeakyReLU(0.2),
+            keras.layers.Dense(pixels, activation="tanh"),
+            keras.layers.Reshape(self.image_shape),
+        ], name="generator")
+        self.discriminator = keras.Sequential([
+            keras.Input(self.image_shape),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2 * units), keras.layers.LeakyReLU(0.2), keras.layers.Dropout(0.3),
+            keras.layers.Dense(units), keras.layers.LeakyReLU(0.2), keras.layers.Dropout(0.3),
+            keras.layers.Dense(1),
+        ], name="discriminator")
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}

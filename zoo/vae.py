@@ -1,0 +1,95 @@
+"""Convolutional variational autoencoder."""
+import keras
+from keras import ops
+
+from kerasgen.imagegen import ImageGenerator
+from kerasgen.registry import register
+
+
+@register("vae", tiny=dict(image_size=8, latent_dim=2, filters=4),
+          description="convolutional VAE (encoder → mean, log-variance → sample → decoder)")
+class ConvVAE(ImageGenerator):
+    """Kingma & Welling's VAE with conv encoder and transposed-conv decoder.
+
+    Loss = reconstruction (binary cross-entropy summed over pixels) + KL to
+    N(0, I), both tracked. `call` reconstructs through the posterior mean, so
+    inference is deterministic.
+
+    Args:
+        filters: channels of the first convolution (doubled in the second).
+        image_size (divisible by 4), channels, latent_dim: see `ImageGenerator`.
+    """
+
+    default_recipe = "default"
+    monitor = "val_loss"
+
+    def __init__(self, image_size=16, channels=1, latent_dim=8, filters=32, **kwargs):
+        super().__init__(image_size=image_size, channels=channels, latent_dim=latent_dim, **kwargs)
+        if image_size % 4:
+            raise ValueError(f"vae needs image_size divisible by 4, got {image_size}")
+        self.filters = filters
+        start = image_size // 4
+        self.encoder = keras.Sequential([
+            keras.Input(self.image_shape),
+            keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.Conv2D(2 * filters, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.Flatten(), keras.layers.Dense(4 * filters, activation="relu"),
+            keras.layers.Dense(2 * latent_dim),  # mean and log-variance
+        ], name="encoder")
+        self.generator = keras.Sequential([
+            keras.Input((latent_dim,)),
+            keras.layers.Dense(start * start * 2 * filters, activation="relu"),
+            keras.layers.Reshape((start, start, 2 * filters)),
+            keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.Conv2DTranspose(channels, 3, strides=2, padding="same"),  # logits
+        ], name="decoder")
+        self.trackers = {name: keras.metrics.Mean(name=name)
+                         for name in ("loss", "reconstruction_loss", "kl_loss")}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def encode(self, images):
+        """(mean, log_variance), each (B, latent_dim)."""
+        stats = self.encoder(images)
+        return stats[:, :self.latent_dim], stats[:, self.latent_dim:]
+
+    def decode(self, latent):
+        return ops.sigmoid(self.generator(latent))
+
+    def call(self, images, training=False):
+        return self.decode(self.encode(images)[0])
+
+    def sample_inputs(self, batch_size=2):
+        return self.sample_fit_data(batch_size)
+
+    def _loss_terms(self, images, training):
+        mean, log_var = self.encode(images)
+        noise = keras.random.normal(ops.shape(mean), seed=self.seed_generator) if training else 0.0
+        logits = self.generator(mean + ops.exp(0.5 * log_var) * noise)
+        bce = ops.sum(keras.losses.binary_crossentropy(images[..., None], logits[..., None],
+                                                       from_logits=True), axis=(1, 2, 3))
+        kl = -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=1)
+        return {"reconstruction_loss": ops.mean(bce), "kl_loss": ops.mean(kl),
+                "loss": ops.mean(bce + kl)}
+
+    def _record(self, losses):
+        for name, value in losses.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, images):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            losses = self._loss_terms(images, training=True)
+        grads = tape.gradient(losses["loss"], self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        return self._record(losses)
+
+    def test_step(self, images):
+        return self._record(self._loss_terms(images, training=False))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
