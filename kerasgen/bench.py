@@ -82,6 +82,48 @@ def _train(args, overrides):
             print(f"{name:12s} {params:9,d} {label:40s} {ms:8.1f} {1000 / ms:8.1f}", flush=True)
 
 
+def _tokens_per_second(fn, tokens, repeats=3):
+    fn()  # trace and compile
+    best = min(_timed(fn) for _ in range(repeats))
+    return tokens / best
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _decode(args, overrides):
+    """Cached compiled decode at batch 1 and 8 vs re-running the prefix, same model, one run."""
+    import keras
+    import numpy as np
+
+    from kerasgen.data import CharVocab, load_text
+    from kerasgen.generation import Sampling, generate_ids, generate_uncached
+
+    vocab = CharVocab.from_text(load_text(None))
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, seed=0)
+    print(f"{'model':12s} {'decoding':44s} {'tokens/s':>9s}")
+    for name in args.models:
+        _, cls, kwargs = _build(name, overrides, args.seq_len)
+        keras.utils.set_random_seed(0)
+        model = cls(**{**kwargs, "vocab_size": vocab.size, "vocabulary": vocab.chars})
+        model(model.sample_inputs(1))
+        n = args.max_new_tokens
+        rates = {batch: _tokens_per_second(
+            lambda b=batch: generate_ids(model, ["\n"] * b, n, sampling), n * batch)
+            for batch in (1, 8)}
+        prompt = np.array([vocab.encode("\n")])
+        uncached = _tokens_per_second(lambda: generate_uncached(model, prompt, args.uncached_tokens),
+                                      args.uncached_tokens, repeats=1)
+        print(f"{name:12s} {'uncached: re-run the prefix each token, batch 1':44s} {uncached:9.0f}")
+        print(f"{name:12s} {'cached, compiled loop, batch 1':44s} {rates[1]:9.0f}"
+              f"   {rates[1] / uncached:.1f}x uncached")
+        print(f"{name:12s} {'cached, compiled loop, batch 8':44s} {rates[8]:9.0f}"
+              f"   {rates[8] / rates[1]:.1f}x batch 1", flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m kerasgen.bench",
@@ -95,6 +137,13 @@ def main(argv=None):
     t.add_argument("--seq_len", type=int, default=64)
     t.add_argument("--steps", type=int, default=200, help="timed steps per setting")
     t.add_argument("--quick", action="store_true", help="skip the slow graph-mode baseline")
+    d = sub.add_parser("decode", help="generation tokens per second, cached vs uncached")
+    d.add_argument("--models", nargs="+", default=["transformer", "gru"])
+    d.add_argument("--seq_len", type=int, default=64, help="the Transformer's context")
+    d.add_argument("--max_new_tokens", type=int, default=500)
+    d.add_argument("--uncached_tokens", type=int, default=200)
+    d.add_argument("--temperature", type=float, default=1.0)
+    d.add_argument("--top_p", type=float, default=1.0)
     args, rest = p.parse_known_args(argv)
     overrides = {}
     for item in rest:
@@ -102,7 +151,7 @@ def main(argv=None):
         if not item.startswith("--") or not eq:
             p.error(f"unexpected argument {item!r}; model hyperparameters look like --key=value")
         overrides[key] = value
-    _train(args, overrides)
+    {"train": _train, "decode": _decode}[args.what](args, overrides)
     return 0
 
 

@@ -1,4 +1,9 @@
-"""Text generation for the zoo's language models: one compiled loop over fixed-size buffers."""
+"""Text generation for the zoo's language models: one compiled loop over fixed-size buffers.
+
+The CLI, the training-time sample callback and the exported serving signature
+all call `decode_loop`, so they generate the same text for the same seed.
+"""
+import dataclasses
 import weakref
 
 import numpy as np
@@ -6,41 +11,128 @@ import tensorflow as tf
 
 from kerasgen.data import UNKNOWN_ID, CharVocab
 
+BUCKET = 128  # token buffers are padded to a multiple of this, so XLA compiles few shapes
 _DECODERS = weakref.WeakKeyDictionary()  # model → its compiled loop, traced once
+_FORWARDS = weakref.WeakKeyDictionary()  # model → its last-position logits, for the uncached path
 
 
-def sample_next(logits, temperature, top_k, seed):
-    """Next ids (B,) from logits (B, V): greedy at temperature 0, else top-k sampling."""
-    never = tf.one_hot(UNKNOWN_ID, tf.shape(logits)[-1], on_value=True, off_value=False)
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """The controls users reach for against repetition and drift (HF's semantics).
+
+    temperature 0 is greedy; top_k 0 and top_p 1 switch those filters off;
+    repetition_penalty 1 is none; no_repeat_ngram 0 blocks nothing.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        problems = [f"temperature must be ≥ 0, got {self.temperature}" if self.temperature < 0 else "",
+                    f"top_k must be ≥ 0, got {self.top_k}" if self.top_k < 0 else "",
+                    f"top_p must be in (0, 1], got {self.top_p}" if not 0 < self.top_p <= 1 else "",
+                    f"repetition_penalty must be > 0, got {self.repetition_penalty}"
+                    if self.repetition_penalty <= 0 else "",
+                    f"no_repeat_ngram must be ≥ 0, got {self.no_repeat_ngram}"
+                    if self.no_repeat_ngram < 0 else ""]
+        if any(problems):
+            raise ValueError("; ".join(p for p in problems if p))
+
+    def as_tensors(self):
+        return (np.float32(self.temperature), np.int32(self.top_k), np.float32(self.top_p),
+                np.float32(self.repetition_penalty), np.int32(self.no_repeat_ngram),
+                np.array([self.seed, 0], np.int32))
+
+
+def penalize_repetition(logits, seen, penalty):
+    """Tokens already in the row (`seen` (B, V) bool): positive logits ÷ penalty, negative × penalty."""
+    penalized = tf.where(logits > 0, logits / penalty, logits * penalty)
+    return tf.where(seen, penalized, logits)
+
+
+def banned_by_ngrams(tokens, t, n, vocab_size):
+    """(B, V) bool: tokens that would repeat an n-gram already in tokens[:, :t + 1].
+
+    The candidate after position t completes the n-gram (tokens[t-n+2..t], next);
+    every earlier start j whose first n-1 tokens equal that tail bans tokens[j+n-1].
+    """
+    length = tf.shape(tokens)[1]
+    starts = tf.range(length)
+    ends = starts + n - 1  # where the banned token sits
+    matches = (ends <= t)[None, :] & tf.fill(tf.shape(tokens), True)
+
+    def compare(k, matches):
+        earlier = tf.roll(tokens, -k, axis=1)  # earlier[:, j] = tokens[:, j + k]
+        tail = tokens[:, t - n + 2 + k][:, None]
+        return k + 1, matches & tf.equal(earlier, tail)
+
+    _, matches = tf.while_loop(lambda k, _: k < n - 1, compare, (tf.constant(0), matches))
+    banned_ids = tf.roll(tokens, -(n - 1), axis=1)
+    hits = tf.one_hot(banned_ids, vocab_size, on_value=True, off_value=False) & matches[:, :, None]
+    return tf.reduce_any(hits, axis=1) & (t - n + 2 >= 0)
+
+
+def filter_top_k(logits, k):
+    """Keeps the k largest logits of each row (all when k is 0)."""
+    vocab = tf.shape(logits)[-1]
+    k = tf.where(k > 0, tf.minimum(k, vocab), vocab)
+    kth = tf.gather(tf.sort(logits, direction="DESCENDING"), k - 1, axis=-1)
+    return tf.where(logits < kth[:, None], tf.float32.min, logits)
+
+
+def filter_top_p(logits, p):
+    """Keeps the smallest set of most likely tokens whose probability reaches p (nucleus)."""
+    ordered = tf.sort(logits, direction="DESCENDING")
+    probs = tf.nn.softmax(ordered)
+    before = tf.cumsum(probs, axis=-1, exclusive=True)  # mass of the more likely tokens
+    kept = tf.reduce_sum(tf.cast(before < p, tf.int32), axis=-1)  # ≥ 1: the first has 0 before
+    threshold = tf.gather(ordered, kept - 1, axis=-1, batch_dims=1)
+    return tf.where(logits < threshold[:, None], tf.float32.min, logits)
+
+
+def sample_next(logits, seen, banned, temperature, top_k, top_p, repetition_penalty, seed):
+    """Next ids (B,) from logits (B, V), in HF's order: penalty, bans, temperature, top-k, top-p."""
+    vocab = tf.shape(logits)[-1]
+    never = tf.one_hot(UNKNOWN_ID, vocab, on_value=True, off_value=False)[None, :] | banned
+    logits = penalize_repetition(logits, seen, repetition_penalty)
     logits = tf.where(never, tf.float32.min, logits)  # the unknown id is never generated
     greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
     scaled = logits / tf.maximum(temperature, 1e-6)
-    vocab = tf.shape(logits)[-1]
-    k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
-    kth = tf.gather(tf.sort(scaled, direction="DESCENDING"), k - 1, axis=-1)  # (B,)
-    scaled = tf.where(scaled < kth[:, None], tf.float32.min, scaled)
+    # Both filters sort the vocabulary: skip them when they are off.
+    scaled = tf.cond(top_k > 0, lambda: filter_top_k(scaled, top_k), lambda: scaled)
+    scaled = tf.cond(top_p < 1.0, lambda: filter_top_p(scaled, top_p), lambda: scaled)
     sampled = tf.random.stateless_categorical(scaled, 1, seed, dtype=tf.int32)[:, 0]
     return tf.where(temperature > 0, sampled, greedy)
 
 
-def _decode_loop(model):
-    """A tf.function: tokens (B, L) holding the prompts, prompt_lengths (B,) → tokens filled in.
+def decode_loop(model, jit_compile=True):
+    """A tf.function: tokens (B, L) holding the prompts, their lengths (B,), the number of
+    tokens to fill (`stop`, ≤ L) and the sampling controls → tokens filled in to `stop`.
 
-    Step t reads token t at cache position `position`; until a row's prompt
+    Step t feeds token t to the model's one-token `step` (the GRU's state or
+    the Transformer's key/value cache carries the past); until a row's prompt
     ends the next token is the prompt's own, after that it is sampled. A model
-    with a bounded context re-reads its last half window when the cache is full.
+    with a bounded context re-reads its last half window when the cache is
+    full. Every input has a fixed signature, so it is traced once.
     """
     context = model.context_length
+    vocab_size = model.vocab_size
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32),
-                                  tf.TensorSpec([None], tf.int32),
-                                  tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32),
-                                  tf.TensorSpec([2], tf.int32)])
-    def loop(tokens, prompt_lengths, temperature, top_k, seed):
+    @tf.function(jit_compile=jit_compile, input_signature=[
+        tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32),
+        tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32),
+        tf.TensorSpec([2], tf.int32)])
+    def loop(tokens, prompt_lengths, stop, temperature, top_k, top_p, repetition_penalty,
+             no_repeat_ngram, seed):
         batch, length = tf.shape(tokens)[0], tf.shape(tokens)[1]
         columns = tf.range(length)[None, :]
 
-        def body(t, position, tokens, state):
+        def body(t, position, tokens, seen, state):
             if context is not None:
                 keep = context // 2
                 state, position = tf.cond(
@@ -48,31 +140,70 @@ def _decode_loop(model):
                     lambda: (model.prefill(tf.slice(tokens, [0, t - keep], [batch, keep])), keep),
                     lambda: (state, position))
             logits, state = model.step(tokens[:, t], state, position)
-            sampled = sample_next(logits, temperature, top_k, seed + tf.stack([0, t]))
+            seen = seen | tf.one_hot(tokens[:, t], vocab_size, on_value=True, off_value=False)
+            banned = tf.cond(no_repeat_ngram > 0,
+                             lambda: banned_by_ngrams(tokens, t, no_repeat_ngram, vocab_size),
+                             lambda: tf.zeros([batch, vocab_size], tf.bool))
+            sampled = sample_next(tf.cast(logits, tf.float32), seen, banned, temperature, top_k,
+                                  top_p, repetition_penalty, seed + tf.stack([0, t]))
             nxt = tf.where(t + 1 < prompt_lengths, tokens[:, t + 1], sampled)
             tokens = tf.where(columns == t + 1, nxt[:, None], tokens)
-            return t + 1, position + 1, tokens, state
+            return t + 1, position + 1, tokens, seen, state
 
-        _, _, tokens, _ = tf.while_loop(
-            lambda t, *_: t < length - 1, body,
-            (tf.constant(0), tf.constant(0), tokens, model.initial_state(batch)))
+        seen = tf.zeros([batch, vocab_size], tf.bool)
+        _, _, tokens, _, _ = tf.while_loop(
+            lambda t, *_: t < stop - 1, body,
+            (tf.constant(0), tf.constant(0), tokens, seen, model.initial_state(batch)))
         return tokens
 
     return loop
 
 
-def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=0, seed=0):
-    """Continues each prompt by `max_new_tokens` characters; returns the new text of each."""
-    vocab = CharVocab(model.vocabulary)
-    encoded = [vocab.encode(p or "\n") for p in prompts]  # an empty prompt starts a new line
-    lengths = np.array([len(e) for e in encoded], np.int32)
-    tokens = np.zeros((len(prompts), lengths.max() + max_new_tokens), np.int32)
-    for row, ids in zip(tokens, encoded):
-        row[:len(ids)] = ids
+def compiled_decoder(model):
+    """The model's decode loop, built (and later traced) once per model."""
     if model not in _DECODERS:
         if not model.built:  # variables must exist before the loop is traced
-            model(model.sample_inputs(1, 2))
-        _DECODERS[model] = _decode_loop(model)
-    out = _DECODERS[model](tokens, lengths, np.float32(temperature), np.int32(top_k),
-                           np.array([seed, 0], np.int32)).numpy()
-    return [vocab.decode(row[n:n + max_new_tokens]) for row, n in zip(out, lengths)]
+            model(model.sample_inputs(1))
+        _DECODERS[model] = decode_loop(model)
+    return _DECODERS[model]
+
+
+def encode_prompts(vocab, prompts, max_new_tokens):
+    """(tokens (B, L) with L a multiple of BUCKET, prompt lengths (B,), stop) for `decode_loop`."""
+    encoded = [vocab.encode(p or "\n") for p in prompts]  # an empty prompt starts a new line
+    lengths = np.array([len(e) for e in encoded], np.int32)
+    stop = int(lengths.max()) + max_new_tokens
+    tokens = np.zeros((len(prompts), -(-stop // BUCKET) * BUCKET), np.int32)
+    for row, ids in zip(tokens, encoded):
+        row[:len(ids)] = ids
+    return tokens, lengths, np.int32(stop)
+
+
+def generate_ids(model, prompts, max_new_tokens, sampling=Sampling()):
+    """The new token ids (B, max_new_tokens) after each prompt."""
+    vocab = CharVocab(model.vocabulary)
+    tokens, lengths, stop = encode_prompts(vocab, prompts, max_new_tokens)
+    out = compiled_decoder(model)(tokens, lengths, stop, *sampling.as_tensors()).numpy()
+    return np.stack([row[n:n + max_new_tokens] for row, n in zip(out, lengths)])
+
+
+def generate(model, prompts, max_new_tokens, sampling=Sampling()):
+    """Continues each prompt by `max_new_tokens` characters; returns the new text of each."""
+    vocab = CharVocab(model.vocabulary)
+    return [vocab.decode(ids) for ids in generate_ids(model, prompts, max_new_tokens, sampling)]
+
+
+def generate_uncached(model, prompt_ids, max_new_tokens):
+    """Greedy decoding that re-runs the model over the whole (context-cropped) prefix for
+    every token, as a model without a cache must: the reference and the speed baseline."""
+    if model not in _FORWARDS:
+        _FORWARDS[model] = tf.function(lambda ids: model(ids)[:, -1], input_signature=[
+            tf.TensorSpec([None, None], tf.int32)])
+    forward = _FORWARDS[model]
+    tokens = np.asarray(prompt_ids, np.int32)
+    for _ in range(max_new_tokens):
+        window = tokens[:, -model.context_length:] if model.context_length else tokens
+        logits = forward(window).numpy()
+        logits[:, UNKNOWN_ID] = -np.inf
+        tokens = np.concatenate([tokens, logits.argmax(-1)[:, None].astype(np.int32)], axis=1)
+    return tokens[:, prompt_ids.shape[1]:]

@@ -95,7 +95,8 @@ def callbacks(run_dir, recipe, monitor="val_loss", first=()):
         *first,
         keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor or "loss", mode="min",
                                         save_best_only=monitor is not None),
-        *([keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=recipe.patience)]
+        *([keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=recipe.patience,
+                                                restore_best_weights=True)]
           if monitor else []),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "logs")),
     ]

@@ -2,7 +2,7 @@
 import keras
 import tensorflow as tf
 
-from kerasgen.generation import generate
+from kerasgen.generation import Sampling, generate
 
 
 class TextSampleLogger(keras.callbacks.Callback):
@@ -16,7 +16,7 @@ class TextSampleLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        text = generate(self.model, ["\n"], self.length, temperature=0.8, seed=self.seed)[0]
+        text = generate(self.model, ["\n"], self.length, Sampling(temperature=0.8, seed=self.seed))[0]
         with self._writer.as_default():
             # Markdown would eat newlines and indentation: show it as a code block.
             tf.summary.text("sample", "```\n" + text + "\n```", step=epoch)

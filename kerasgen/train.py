@@ -109,7 +109,7 @@ def _resolve(args, overrides):
 def _text_setup(train, cls, model_kwargs, recipe):
     """Data, model kwargs, callbacks and the final report of a character language model."""
     from kerasgen.data import CharVocab, load_text, text_datasets
-    from kerasgen.generation import generate
+    from kerasgen.generation import Sampling, generate
     from kerasgen.sampling_callback import TextSampleLogger
 
     text = load_text(train.data or cls.default_data)
@@ -128,7 +128,7 @@ def _text_setup(train, cls, model_kwargs, recipe):
 
     def finish(model):
         val_loss = model.evaluate(val_ds, verbose=0, return_dict=True)["loss"]
-        sample = generate(model, ["\n"], train.sample_chars, temperature=0.8, seed=train.seed)[0]
+        sample = generate(model, ["\n"], train.sample_chars, Sampling(temperature=0.8, seed=train.seed))[0]
         summary = {"val_loss": val_loss, "bpc": val_loss / math.log(2.0), "sample": sample}
         report = [f"validation loss {val_loss:.4f}  ({summary['bpc']:.3f} bits per character)",
                   f"sample:\n{sample}\n"]

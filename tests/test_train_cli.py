@@ -53,7 +53,7 @@ def test_list_names_every_model(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "lstm"], "unknown model 'lstm'; known models: gru, transformer"),
+    (["--model", "lstm"], "unknown model 'lstm'; known models: conv, dense, gru, transformer, vae"),
     (["--nope=1"], "unknown option --nope"),
     (["--batch_size=twelve"], "expected a value of type int"),
     (["--data", "/no/such/file.txt"], "data file not found"),

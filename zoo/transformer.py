@@ -49,8 +49,13 @@ class Block(keras.layers.Layer):
         q, k, v = self._qkv(x)
         keys = ops.slice_update(cache[0], (0, position, 0, 0), ops.cast(k, cache[0].dtype))
         values = ops.slice_update(cache[1], (0, position, 0, 0), ops.cast(v, cache[1].dtype))
-        visible = ops.arange(ops.shape(keys)[1])[None, :] <= position  # (1, S)
-        return self._finish(x, attend(q, keys, values, visible), False), (keys, values)
+        # One query: multiply-and-sum fuses into a few loops, where batched matmuls of
+        # (1 × D)·(D × S) per head cost a kernel call each.
+        scores = ops.sum(q * keys, axis=-1) * (1.0 / float(self.head_dim) ** 0.5)  # (B, S, H)
+        visible = (ops.arange(ops.shape(keys)[1]) <= position)[None, :, None]
+        weights = ops.softmax(ops.where(visible, scores, -1e9), axis=1)
+        y = ops.sum(weights[..., None] * values, axis=1, keepdims=True)  # (B, 1, H, D)
+        return self._finish(x, y, False), (keys, values)
 
 
 @register("transformer",
