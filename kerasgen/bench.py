@@ -112,7 +112,7 @@ def _decode(args, overrides):
         model(model.sample_inputs(1))
         n = args.max_new_tokens
         rates = {batch: _tokens_per_second(
-            lambda b=batch: generate_ids(model, ["\n"] * b, n, sampling), n * batch)
+            lambda b=batch: list(generate_ids(model, ["\n"] * b, n, sampling)), n * batch)
             for batch in (1, 8)}
         prompt = np.array([vocab.encode("\n")])
         uncached = _tokens_per_second(lambda: generate_uncached(model, prompt, args.uncached_tokens),

@@ -24,6 +24,8 @@ class TrainConfig:
     jit_compile: bool = True  # XLA: ~2x faster steps on this CPU
     steps_per_execution: int = 10  # fewer Python round trips per step
     sample_chars: int = 200  # length of the per-epoch text sample
+    init_from: Optional[str] = None  # a run directory to fine-tune from (its model and vocabulary)
+    freeze_layers: int = 0  # fine-tuning: keep the embedding and this many lower layers fixed
 
 
 class ConfigError(ValueError):

@@ -9,6 +9,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from kerasgen.config import ConfigError
 from kerasgen.data import UNKNOWN_ID, CharVocab
 
 BUCKET = 128  # token buffers are padded to a multiple of this, so XLA compiles few shapes
@@ -40,7 +41,7 @@ class Sampling:
                     f"no_repeat_ngram must be ≥ 0, got {self.no_repeat_ngram}"
                     if self.no_repeat_ngram < 0 else ""]
         if any(problems):
-            raise ValueError("; ".join(p for p in problems if p))
+            raise ConfigError("; ".join(p for p in problems if p))
 
     def as_tensors(self):
         return (np.float32(self.temperature), np.int32(self.top_k), np.float32(self.top_p),
@@ -110,25 +111,32 @@ def sample_next(logits, seen, banned, temperature, top_k, top_p, repetition_pena
 
 
 def decode_loop(model, jit_compile=True):
-    """A tf.function: tokens (B, L) holding the prompts, their lengths (B,), the number of
-    tokens to fill (`stop`, ≤ L) and the sampling controls → tokens filled in to `stop`.
+    """A tf.function that fills a token buffer, resumable so callers can stream.
 
-    Step t feeds token t to the model's one-token `step` (the GRU's state or
-    the Transformer's key/value cache carries the past); until a row's prompt
-    ends the next token is the prompt's own, after that it is sampled. A model
-    with a bounded context re-reads its last half window when the cache is
-    full. Every input has a fixed signature, so it is traced once.
+    loop(tokens (B, L) holding the prompts, prompt_lengths (B,), start, stop,
+    position, state, *sampling controls*) feeds tokens start..stop-2 to the
+    model's one-token `step` (the GRU's state or the Transformer's key/value
+    cache carries the past) and writes tokens start+1..stop-1: a row's own
+    prompt token while its prompt lasts, a sampled one after. It returns
+    (tokens, position, state) to continue from; start=0 with position 0 and
+    `model.initial_state(B)` begins. Step t's random draw depends only on
+    (seed, t), so one call or many give the same text. A model with a bounded
+    context re-reads its last half window when the cache is full. Every input
+    has a fixed signature, so it is traced once.
     """
     context = model.context_length
     vocab_size = model.vocab_size
+    state_spec = tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape[1:]], s.dtype),
+                                       model.initial_state(1))
+    scalar = lambda dtype: tf.TensorSpec([], dtype)  # noqa: E731
 
     @tf.function(jit_compile=jit_compile, input_signature=[
         tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
-        tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32),
-        tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32),
-        tf.TensorSpec([2], tf.int32)])
-    def loop(tokens, prompt_lengths, stop, temperature, top_k, top_p, repetition_penalty,
-             no_repeat_ngram, seed):
+        scalar(tf.int32), scalar(tf.int32), scalar(tf.int32), state_spec,
+        scalar(tf.float32), scalar(tf.int32), scalar(tf.float32), scalar(tf.float32),
+        scalar(tf.int32), tf.TensorSpec([2], tf.int32)])
+    def loop(tokens, prompt_lengths, start, stop, position, state, temperature, top_k, top_p,
+             repetition_penalty, no_repeat_ngram, seed):
         batch, length = tf.shape(tokens)[0], tf.shape(tokens)[1]
         columns = tf.range(length)[None, :]
 
@@ -150,11 +158,12 @@ def decode_loop(model, jit_compile=True):
             tokens = tf.where(columns == t + 1, nxt[:, None], tokens)
             return t + 1, position + 1, tokens, seen, state
 
-        seen = tf.zeros([batch, vocab_size], tf.bool)
-        _, _, tokens, _, _ = tf.while_loop(
+        already = tf.one_hot(tokens, vocab_size, on_value=True, off_value=False) & \
+            (columns < start)[:, :, None]
+        _, position, tokens, _, state = tf.while_loop(
             lambda t, *_: t < stop - 1, body,
-            (tf.constant(0), tf.constant(0), tokens, seen, model.initial_state(batch)))
-        return tokens
+            (start, position, tokens, tf.reduce_any(already, axis=1), state))
+        return tokens, position, state
 
     return loop
 
@@ -179,18 +188,30 @@ def encode_prompts(vocab, prompts, max_new_tokens):
     return tokens, lengths, np.int32(stop)
 
 
-def generate_ids(model, prompts, max_new_tokens, sampling=Sampling()):
-    """The new token ids (B, max_new_tokens) after each prompt."""
+def generate_ids(model, prompts, max_new_tokens, sampling=Sampling(), block=None):
+    """Yields the new token ids (B, n) after each prompt, `block` tokens at a time (all at
+    once by default); the ids are the same whatever the block size."""
     vocab = CharVocab(model.vocabulary)
     tokens, lengths, stop = encode_prompts(vocab, prompts, max_new_tokens)
-    out = compiled_decoder(model)(tokens, lengths, stop, *sampling.as_tensors()).numpy()
-    return np.stack([row[n:n + max_new_tokens] for row, n in zip(out, lengths)])
+    loop, controls = compiled_decoder(model), sampling.as_tensors()
+    start, position, state = 0, np.int32(0), model.initial_state(len(prompts))
+    first = int(lengths.max())  # sampled text starts here in the longest prompt's row
+    done = 0
+    while done < max_new_tokens:
+        until = min(first + done + (block or max_new_tokens), int(stop))
+        tokens, position, state = loop(tokens, lengths, np.int32(start), np.int32(until),
+                                       position, state, *controls)
+        new = until - first - done
+        out = tokens.numpy()
+        yield np.stack([row[n + done:n + done + new] for row, n in zip(out, lengths)])
+        start, done = until - 1, done + new
 
 
 def generate(model, prompts, max_new_tokens, sampling=Sampling()):
     """Continues each prompt by `max_new_tokens` characters; returns the new text of each."""
     vocab = CharVocab(model.vocabulary)
-    return [vocab.decode(ids) for ids in generate_ids(model, prompts, max_new_tokens, sampling)]
+    ids = np.concatenate(list(generate_ids(model, prompts, max_new_tokens, sampling)), axis=1)
+    return [vocab.decode(row) for row in ids]
 
 
 def generate_uncached(model, prompt_ids, max_new_tokens):

@@ -4,6 +4,8 @@ import math
 import keras
 from keras import ops
 
+from kerasgen.config import ConfigError
+
 
 @keras.saving.register_keras_serializable(package="kerasgen")
 def bits_per_char(y_true, y_pred):
@@ -53,6 +55,18 @@ class CausalLM(keras.Model):
         seq_len = seq_len or min(8, self.context_length or 8)
         ids = ops.arange(batch_size * seq_len) % self.vocab_size
         return ops.reshape(ops.cast(ids, "int32"), (batch_size, seq_len))
+
+    def lower_layers(self):
+        """Input embeddings first, then layers bottom-up: what `freeze_lower` walks."""
+        raise NotImplementedError
+
+    def freeze_lower(self, count):
+        """Fine-tuning: fixes the input embeddings and the `count` lowest layers (none if 0)."""
+        embeddings, layers = self.lower_layers()
+        if count > len(layers):
+            raise ConfigError(f"freeze_layers={count}, but the model has {len(layers)} layers")
+        for layer in (embeddings + layers[:count]) if count else []:
+            layer.trainable = False
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "vocabulary": self.vocabulary}

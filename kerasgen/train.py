@@ -1,5 +1,4 @@
 """python -m kerasgen.train --model gru: train a zoo model and write a self-contained run directory."""
-import argparse
 import dataclasses
 import datetime
 import json
@@ -9,21 +8,13 @@ import sys
 
 import numpy as np
 
+from kerasgen.cli import Parser, UsageError, command, load_run
 from kerasgen.config import ConfigError, TrainConfig, apply_overrides, model_defaults
 from kerasgen.data import DataError
 
 
-class UsageError(Exception):
-    """Bad input on the command line: one line on stderr, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def _parser():
-    p = _Parser(
+    p = Parser(
         prog="python -m kerasgen.train",
         description="Train a kerasgen zoo model. Any training field or model hyperparameter "
                     "can be set as --key=value (e.g. --batch_size=12 --units=512); see --list "
@@ -76,29 +67,43 @@ def list_models():
     return "\n".join(rows)
 
 
+def _read_run_config(run_dir, flag):
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise UsageError(f"{flag} {run_dir}: no config.json there (not a run directory)")
+    with open(path) as f:
+        return json.load(f)
+
+
 def _resolve(args, overrides):
-    """The run's TrainConfig, model class, model kwargs and run directory, from flags or --resume."""
+    """The run's TrainConfig, model class, model kwargs and run directory, from flags,
+    --resume (the saved run's settings) or --init_from (the pretrained run's model)."""
     from kerasgen import registry
 
-    saved = None
-    if args.resume:
-        path = os.path.join(args.resume, "config.json")
-        if not os.path.isfile(path):
-            raise UsageError(f"--resume {args.resume}: no config.json there (not a run directory)")
-        with open(path) as f:
-            saved = json.load(f)
-        train = TrainConfig(**saved["train"])
-        overrides.setdefault("model", train.model)
-        if overrides["model"] != train.model:
-            raise UsageError(f"--resume {args.resume} is a {train.model!r} run, not {overrides['model']!r}")
     if args.model:
         overrides["model"] = args.model
-    cls = registry.get(overrides.get("model", train.model if saved else TrainConfig.model))
-    if saved is None:
-        train = TrainConfig(**cls.train_defaults)
+    base = None  # the run whose model settings this one starts from
+    if args.resume:
+        base = _read_run_config(args.resume, "--resume")
+        overrides.setdefault("model", base["train"]["model"])
+        if overrides["model"] != base["train"]["model"]:
+            raise UsageError(f"--resume {args.resume} is a {base['train']['model']!r} run, "
+                             f"not {overrides['model']!r}")
+    elif "init_from" in overrides:
+        base = _read_run_config(overrides["init_from"], "--init_from")
+        overrides.setdefault("model", base["model_name"])
+        if overrides["model"] != base["model_name"]:
+            raise UsageError(f"--init_from {overrides['init_from']} is a {base['model_name']!r} "
+                             f"run, not {overrides['model']!r}")
+    cls = registry.get(overrides.get("model", TrainConfig.model))
+    train = TrainConfig(**base["train"]) if args.resume else TrainConfig(**cls.train_defaults)
     train, model_kwargs = apply_overrides(train, cls, overrides)
-    if saved is not None:
-        model_kwargs = {**saved["model"], **model_kwargs}
+    if base is not None:
+        model_kwargs = {**base["model"], **model_kwargs}
+        model_kwargs = {k: v for k, v in model_kwargs.items() if k in model_defaults(cls)}
+    if base is not None and not args.resume and "seq_len" not in overrides:
+        train = dataclasses.replace(train, seq_len=base["train"]["seq_len"])  # the model's context
+    if args.resume:
         train = dataclasses.replace(train, out=args.resume)
     elif train.out is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -115,6 +120,10 @@ def _text_setup(train, cls, model_kwargs, recipe):
     text = load_text(train.data or cls.default_data)
     vocab = CharVocab(model_kwargs["vocabulary"]) if model_kwargs.get("vocabulary") \
         else CharVocab.from_text(text)
+    unknown = vocab.unknown(text)
+    if unknown and train.init_from:
+        raise DataError(f"the new data has {len(unknown)} characters outside the pretrained "
+                        f"vocabulary: {unknown[:40]!r}; clean them out or train from scratch")
     train_ds, val_ds = text_datasets(vocab.encode(text), train.seq_len, train.batch_size,
                                      train.validation_steps, train.seed)
     hyper = model_defaults(cls)
@@ -185,7 +194,7 @@ def run(train, cls, model_kwargs):
     from kerasgen import recipes
     from kerasgen.text import CausalLM
 
-    recipe = recipes.get_recipe(train.recipe or cls.default_recipe)
+    recipe = recipes.get_recipe(train.recipe or ("finetune" if train.init_from else cls.default_recipe))
     setup = _text_setup if issubclass(cls, CausalLM) else _image_setup
     model_kwargs, train_ds, val_ds, make_callbacks, finish = setup(train, cls, model_kwargs, recipe)
     if "dropout" in model_defaults(cls):
@@ -195,8 +204,14 @@ def run(train, cls, model_kwargs):
     strategy = tf.distribute.MirroredStrategy() if train.strategy == "mirrored" \
         else tf.distribute.get_strategy()
     with strategy.scope():
-        model = cls(**model_kwargs)
+        try:
+            model = cls(**model_kwargs)
+        except ValueError as e:  # hyperparameters that do not fit together
+            raise ConfigError(str(e)) from None
         model(model.sample_inputs(1))
+        if train.init_from:
+            model.set_weights(load_run(train.init_from)[0].get_weights())
+            model.freeze_lower(train.freeze_layers)
         recipes.compile_model(model, recipe, train.epochs * train.steps_per_epoch, train.learning_rate,
                               jit_compile=train.jit_compile,
                               steps_per_execution=min(train.steps_per_execution, train.steps_per_epoch))
@@ -218,22 +233,16 @@ def run(train, cls, model_kwargs):
     return summary, report
 
 
-def main(argv=None):
-    try:
-        args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-        import zoo  # noqa: F401  registers the models
+@command("kerasgen.train")
+def main(argv):
+    args, overrides = parse_args(argv)
+    import zoo  # noqa: F401  registers the models
 
-        if args.list:
-            print(list_models())
-            return 0
-        train, cls, model_kwargs = _resolve(args, overrides)
-        _, report = run(train, cls, model_kwargs)
-    except (UsageError, ConfigError, DataError) as e:
-        print(f"kerasgen.train: error: {e}", file=sys.stderr)
-        return 2
-    except KeyError as e:  # unknown model or recipe: the registry's message lists the known names
-        print(f"kerasgen.train: error: {e.args[0]}", file=sys.stderr)
-        return 2
+    if args.list:
+        print(list_models())
+        return 0
+    train, cls, model_kwargs = _resolve(args, overrides)
+    _, report = run(train, cls, model_kwargs)
     logdir = os.path.join(train.out, "logs")
     print("\n" + "\n".join(report))
     print(f"run directory: {train.out}")

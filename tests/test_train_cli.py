@@ -49,7 +49,11 @@ def test_tensorboard_logs_hold_losses_learning_rate_bpc_and_samples(corpus, tmp_
 def test_list_names_every_model(capsys):
     assert train.main(["--list"]) == 0
     out = capsys.readouterr().out
-    assert "gru" in out and "transformer" in out and "units=512" in out
+    from kerasgen import registry
+
+    for name in registry.names():
+        assert f"\n{name} " in "\n" + out
+    assert "units=256" in out and "filters=64" in out
 
 
 @pytest.mark.parametrize("args, message", [

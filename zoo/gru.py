@@ -59,6 +59,9 @@ class GRUGenerator(CausalLM):
             state.append(h)
         return tuple(state)
 
+    def lower_layers(self):
+        return [self.embedding], list(self.grus)
+
     def get_config(self):
         return {**super().get_config(), "embed_dim": self.embed_dim, "units": self.units,
                 "num_layers": self.num_layers, "dropout": self.dropout}

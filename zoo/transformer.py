@@ -134,6 +134,9 @@ class TransformerGenerator(CausalLM):
         widen = lambda t: ops.pad(t, ((0, 0), (0, pad), (0, 0), (0, 0)))  # noqa: E731
         return tuple((widen(k), widen(v)) for k, v in kv)
 
+    def lower_layers(self):
+        return [self.token_embedding, self.position_embedding], list(self.blocks)
+
     def get_config(self):
         return {**super().get_config(), "seq_len": self.seq_len, "num_layers": self.num_layers,
                 "num_heads": self.num_heads, "embed_dim": self.embed_dim,

@@ -1,0 +1,65 @@
+"""Stability metrics of generated text: repetition, diversity and sameness across samples.
+
+All work on words (whitespace-separated), the unit these measures are
+published in (distinct-n: Li et al. 2016; self-BLEU: Zhu et al. 2018).
+"""
+import collections
+import math
+
+import numpy as np
+
+
+def ngrams(words, n):
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+def repetition_rate(text, n=3):
+    """Share of a sample's word n-grams that already occurred earlier in it (0: none repeat)."""
+    grams = ngrams(text.split(), n)
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def distinct_n(texts, n):
+    """Distinct word n-grams over all n-grams of `texts` (1: nothing repeats)."""
+    grams = [g for text in texts for g in ngrams(text.split(), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def bleu(hypothesis, references, max_n=4):
+    """Sentence BLEU of word lists with uniform weights, brevity penalty and
+    add-epsilon smoothing of empty n-gram orders (Chen & Cherry's method 1)."""
+    if not hypothesis:
+        return 0.0
+    log_precision = 0.0
+    for n in range(1, max_n + 1):
+        counts = collections.Counter(ngrams(hypothesis, n))
+        most = collections.Counter()
+        for ref in references:
+            most |= collections.Counter(ngrams(ref, n))
+        total = max(1, sum(counts.values()))
+        matched = sum(min(c, most[g]) for g, c in counts.items())
+        log_precision += math.log((matched or 0.1) / total) / max_n
+    closest = min((len(r) for r in references), key=lambda r: (abs(r - len(hypothesis)), r))
+    brevity = min(1.0, math.exp(1 - closest / len(hypothesis)))
+    return brevity * math.exp(log_precision)
+
+
+def self_bleu(texts, max_n=4):
+    """Mean BLEU of each sample against the others (1: all samples alike; low: diverse)."""
+    words = [t.split() for t in texts]
+    if len(words) < 2:
+        return 0.0
+    return float(np.mean([bleu(w, words[:i] + words[i + 1:], max_n) for i, w in enumerate(words)]))
+
+
+def text_stability(texts):
+    """The stability figures of one set of samples."""
+    return {"repetition_rate": float(np.mean([repetition_rate(t) for t in texts])),
+            "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+            "distinct_3": distinct_n(texts, 3), "self_bleu": self_bleu(texts)}
+
+
+def spread(per_seed):
+    """[{metric: value}, …] over seeds → {metric: {'mean', 'std'}}."""
+    return {key: {"mean": float(np.mean([m[key] for m in per_seed])),
+                  "std": float(np.std([m[key] for m in per_seed]))} for key in per_seed[0]}

@@ -1,0 +1,113 @@
+"""Samplers on hand-made logits, the compiled decode loop, and the stability metrics."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasgen import registry
+from kerasgen.config import ConfigError
+from kerasgen.data import CharVocab
+from kerasgen.generation import (Sampling, banned_by_ngrams, compiled_decoder, filter_top_k,
+                                 filter_top_p, generate, generate_ids, generate_uncached,
+                                 penalize_repetition)
+from kerasgen.metrics import distinct_n, repetition_rate, self_bleu, spread, text_stability
+
+VOCAB = CharVocab("abcdefgh .\n")
+NEG = np.finfo(np.float32).min
+
+
+def kept(filtered):
+    return set(np.flatnonzero(np.asarray(filtered)[0] > NEG))
+
+
+def test_top_k_keeps_the_k_largest():
+    logits = tf.constant([[0.5, 3.0, -1.0, 2.0, 1.0]])
+    assert kept(filter_top_k(logits, tf.constant(2))) == {1, 3}
+    assert kept(filter_top_k(logits, tf.constant(0))) == {0, 1, 2, 3, 4}
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    probs = np.array([[0.5, 0.3, 0.15, 0.05]])
+    logits = tf.constant(np.log(probs), tf.float32)
+    assert kept(filter_top_p(logits, tf.constant(0.5))) == {0}
+    assert kept(filter_top_p(logits, tf.constant(0.7))) == {0, 1}
+    assert kept(filter_top_p(logits, tf.constant(0.81))) == {0, 1, 2}
+    assert kept(filter_top_p(logits, tf.constant(1.0))) == {0, 1, 2, 3}
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_seen_logits():
+    logits = tf.constant([[2.0, -2.0, 2.0, -2.0]])
+    seen = tf.constant([[True, True, False, False]])
+    np.testing.assert_allclose(penalize_repetition(logits, seen, 2.0), [[1.0, -4.0, 2.0, -2.0]])
+
+
+def test_no_repeat_ngram_bans_exactly_the_completing_tokens():
+    # "a b c a b" (ids 1 2 3 1 2) then padding; at t=4 the tail "a b" was followed by "c" before.
+    tokens = tf.constant([[1, 2, 3, 1, 2, 0, 0, 0]])
+    assert set(np.flatnonzero(banned_by_ngrams(tokens, 4, 3, 5)[0])) == {3}
+    # bigrams: the tail "b" (id 2) was followed by 3 before.
+    assert set(np.flatnonzero(banned_by_ngrams(tokens, 4, 2, 5)[0])) == {3}
+    # the tail "c a" (t=3) never occurred before: nothing banned.
+    assert not np.any(banned_by_ngrams(tokens, 3, 3, 5))
+
+
+@pytest.mark.parametrize("kwargs", [dict(temperature=-1), dict(top_p=0.0), dict(top_p=1.5),
+                                    dict(top_k=-1), dict(repetition_penalty=0),
+                                    dict(no_repeat_ngram=-2)])
+def test_bad_sampling_values_are_config_errors(kwargs):
+    with pytest.raises(ConfigError):
+        Sampling(**kwargs)
+
+
+@pytest.fixture(scope="module", params=["gru", "transformer"])
+def model(request):
+    cls = registry.get(request.param)
+    keras.utils.set_random_seed(0)
+    size = dict(seq_len=16) if request.param == "transformer" else {}
+    tiny = {k: v for k, v in cls.tiny.items() if k not in ("vocab_size", "seq_len")}
+    return cls(vocab_size=VOCAB.size, vocabulary=VOCAB.chars, **tiny, **size)
+
+
+def test_cached_decode_equals_uncached_under_greedy(model):
+    cached = np.concatenate(list(generate_ids(model, ["abc"], 12, Sampling(temperature=0))), 1)
+    uncached = generate_uncached(model, VOCAB.encode("abc")[None], 12)
+    np.testing.assert_array_equal(cached, uncached)
+
+
+def test_same_seed_same_text_other_seed_other_text_and_blocks_change_nothing(model):
+    sampling = Sampling(temperature=1.5, top_p=0.95, repetition_penalty=1.3, seed=5)
+    first = generate(model, ["ab", "h"], 40, sampling)
+    assert first == generate(model, ["ab", "h"], 40, sampling)
+    assert first != generate(model, ["ab", "h"], 40, Sampling(temperature=1.5, seed=6))
+    blocks = np.concatenate(list(generate_ids(model, ["ab", "h"], 40, sampling, block=7)), 1)
+    assert [VOCAB.decode(row) for row in blocks] == first
+
+
+def test_no_retracing_across_prompt_lengths_and_settings(model):
+    loop = compiled_decoder(model)
+    generate(model, ["a"], 5, Sampling(temperature=0))
+    traces = loop.experimental_get_tracing_count()
+    generate(model, ["abcdefg abcdefg"], 9, Sampling(top_k=3, top_p=0.5, no_repeat_ngram=2))
+    generate(model, ["ab", "abcd"], 5, Sampling(temperature=0.7, seed=3))
+    assert loop.experimental_get_tracing_count() == traces == 1
+
+
+def test_no_repeat_ngram_output_has_no_repeated_ngrams(model):
+    text = generate(model, ["a"], 25, Sampling(temperature=0, no_repeat_ngram=2))[0]
+    full = "a" + text
+    bigrams = [full[i:i + 2] for i in range(len(full) - 1)]
+    assert len(bigrams) == len(set(bigrams))
+
+
+def test_metrics_on_hand_made_texts():
+    assert repetition_rate("a b c a b c") == pytest.approx(1 / 4)  # abc, bca, cab, abc
+    assert repetition_rate("a b c d e") == 0.0
+    assert distinct_n(["a b a b"], 1) == pytest.approx(2 / 4)
+    assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
+    assert self_bleu(["the cat sat on the mat"] * 3) == pytest.approx(1.0)
+    # Nothing shared: every order's precision is the smoothing epsilon 0.1 over its n-gram count.
+    disjoint = (0.1 / 5 * 0.1 / 4 * 0.1 / 3 * 0.1 / 2) ** 0.25
+    assert self_bleu(["a b c d e", "f g h i j", "k l m n o"]) == pytest.approx(disjoint)
+    stats = text_stability(["a b c a b c", "d e f g h i"])
+    assert set(stats) == {"repetition_rate", "distinct_1", "distinct_2", "distinct_3", "self_bleu"}
+    assert spread([{"x": 1.0}, {"x": 3.0}]) == {"x": {"mean": 2.0, "std": 1.0}}
