@@ -46,8 +46,8 @@ def _parser():
     return p
 
 
-def stream_text(model, prompt, num_samples, max_new_tokens, sampling, write=sys.stdout.write):
-    """Writes each sample's text as blocks of it are produced; returns the texts."""
+def stream_text(model, prompt, num_samples, max_new_tokens, sampling):
+    """Writes each sample's text to stdout as blocks of it are produced; returns the texts."""
     from kerasgen.data import CharVocab
     from kerasgen.generation import generate_ids
 
@@ -62,11 +62,11 @@ def stream_text(model, prompt, num_samples, max_new_tokens, sampling, write=sys.
         for i, row in enumerate(ids):
             texts[i] += vocab.decode(row)
         if num_samples == 1:
-            write(vocab.decode(ids[0]))
+            sys.stdout.write(vocab.decode(ids[0]))
             sys.stdout.flush()
     if num_samples > 1:
         for i, text in enumerate(texts):
-            write(f"--- sample {i + 1} ---\n{prompt}{text}\n")
+            sys.stdout.write(f"--- sample {i + 1} ---\n{prompt}{text}\n")
     return texts
 
 
