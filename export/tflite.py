@@ -6,6 +6,8 @@ new state out — which an app calls in a loop (Keras' GRU layer over a
 sequence would need Flex TensorList ops). An image model becomes its
 generator/decoder: latent (1, latent_dim) in, images in [0, 1] out.
 """
+import tempfile
+
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -57,19 +59,27 @@ def convert(model, quantize="none", calibration=None):
     function = _step_function(model) if hasattr(model, "vocabulary") else _generator_function(model)
     # Weights frozen into constants first: converted as they are, Keras 3 variables stay
     # resource variables (VAR_HANDLE/READ_VARIABLE), which int8 calibration cannot read.
-    # Passing the model keeps the named signature that apps and get_signature_runner() use.
     frozen = convert_variables_to_constants_v2(function)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], model)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif quantize == "int8":
-        if calibration is None:
-            raise ValueError("int8 needs calibration inputs")
-        converter.representative_dataset = lambda: iter(calibration)
-    return converter.convert()
+    output_names = tf.nest.flatten({name: name for name in function.structured_outputs})
+
+    @tf.function(input_signature=function.structured_input_signature[0])
+    def named(*inputs):  # freezing returns a flat list: give the outputs their names back
+        return dict(zip(output_names, tf.nest.flatten(frozen(*inputs))))
+
+    # Saved as a SavedModel signature so the converter keeps the input and output names.
+    with tempfile.TemporaryDirectory() as folder:
+        tf.saved_model.save(tf.Module(), folder, signatures={"serving_default": named})
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            if calibration is None:
+                raise ValueError("int8 needs calibration inputs")
+            converter.representative_dataset = lambda: iter(calibration)
+        return converter.convert()
 
 
 def interpreter(model_bytes):

@@ -106,8 +106,34 @@ def sample_next(logits, seen, banned, temperature, top_k, top_p, repetition_pena
     # Both filters sort the vocabulary: skip them when they are off.
     scaled = tf.cond(top_k > 0, lambda: filter_top_k(scaled, top_k), lambda: scaled)
     scaled = tf.cond(top_p < 1.0, lambda: filter_top_p(scaled, top_p), lambda: scaled)
-    sampled = tf.random.stateless_categorical(scaled, 1, seed, dtype=tf.int32)[:, 0]
+    sampled = tf.argmax(scaled + gumbel_noise(tf.shape(scaled), seed), axis=-1, output_type=tf.int32)
     return tf.where(temperature > 0, sampled, greedy)
+
+
+def _mix32(x):
+    """A 32-bit integer hash (lowbias32) in int64 arithmetic masked to 32 bits."""
+    mask = tf.constant(0xFFFFFFFF, tf.int64)
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+    x = (x * 0x7FEB352D) & mask
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 15))
+    x = (x * 0x846CA68B) & mask
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+
+
+def gumbel_noise(shape, seed):
+    """Gumbel(0, 1) noise (B, V) from a counter-based hash of (seed, row, column).
+
+    argmax(logits + noise) samples from softmax(logits) (the Gumbel-max trick).
+    TF's own stateless generators give different numbers under XLA and in plain
+    graphs, so the XLA-compiled CLI loop and the exported graph that TF Serving
+    runs would disagree for one seed; integer hashing is bit-identical in both.
+    """
+    rows = tf.range(shape[0], dtype=tf.int64)[:, None]
+    cols = tf.range(shape[1], dtype=tf.int64)[None, :]
+    seed = tf.cast(seed, tf.int64) & 0xFFFFFFFF
+    x = _mix32(_mix32(_mix32(seed[0] ^ (rows * 0x9E3779B9 & 0xFFFFFFFF)) ^ seed[1]) ^ cols)
+    uniform = (tf.cast(tf.bitwise.right_shift(x, 8), tf.float32) + 0.5) / float(1 << 24)  # (0, 1)
+    return -tf.math.log(-tf.math.log(uniform))
 
 
 def decode_loop(model, jit_compile=True):

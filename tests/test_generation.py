@@ -111,3 +111,14 @@ def test_metrics_on_hand_made_texts():
     stats = text_stability(["a b c a b c", "d e f g h i"])
     assert set(stats) == {"repetition_rate", "distinct_1", "distinct_2", "distinct_3", "self_bleu"}
     assert spread([{"x": 1.0}, {"x": 3.0}]) == {"x": {"mean": 2.0, "std": 1.0}}
+
+
+def test_sampling_noise_is_the_same_under_xla_and_in_plain_graphs_and_follows_softmax():
+    from kerasgen.generation import gumbel_noise
+
+    noise = [tf.function(lambda s: gumbel_noise(tf.constant([2, 50]), s), jit_compile=jit)(
+        tf.constant([7, 3])).numpy() for jit in (True, False)]
+    np.testing.assert_array_equal(noise[0], noise[1])  # served graph == compiled CLI loop
+    probs = np.array([0.2, 0.3, 0.5], np.float32)
+    draws = tf.argmax(np.log(probs) + gumbel_noise(tf.constant([4000, 3]), tf.constant([5, 1])), -1)
+    np.testing.assert_allclose(np.bincount(draws.numpy(), minlength=3) / 4000, probs, atol=0.03)

@@ -47,8 +47,11 @@ class Block(keras.layers.Layer):
     def step(self, x, cache, position):
         """x (B, 1, C) at `position`; cache = (keys, values), each (B, S, H, D)."""
         q, k, v = self._qkv(x)
-        keys = ops.slice_update(cache[0], (0, position, 0, 0), ops.cast(k, cache[0].dtype))
-        values = ops.slice_update(cache[1], (0, position, 0, 0), ops.cast(v, cache[1].dtype))
+        # A select, not slice_update: Keras lowers that to XlaDynamicUpdateSlice, which only
+        # runs under XLA, and the exported graph must run on stock TF Serving and LiteRT.
+        here = (ops.arange(ops.shape(cache[0])[1]) == position)[None, :, None, None]
+        keys = ops.where(here, ops.cast(k, cache[0].dtype), cache[0])
+        values = ops.where(here, ops.cast(v, cache[1].dtype), cache[1])
         # One query: multiply-and-sum fuses into a few loops, where batched matmuls of
         # (1 × D)·(D × S) per head cost a kernel call each.
         scores = ops.sum(q * keys, axis=-1) * (1.0 / float(self.head_dim) ** 0.5)  # (B, S, H)
