@@ -1,4 +1,4 @@
-"""python -m kerasgen.bench train|decode: re-runnable speed measurements, printed side by side.
+"""python -m kerasgen.bench train|decode|serve: re-runnable speed measurements, side by side.
 
 Timings on a shared machine are noisy, so each figure is a median over many
 executions, and comparisons are made inside one run, never across runs.
@@ -124,6 +124,41 @@ def _decode(args, overrides):
               f"   {rates[8] / rates[1]:.1f}x batch 1", flush=True)
 
 
+def _serve(args, overrides):
+    """A run's generate: in-process Keras (XLA loop) vs its exported SavedModel vs the LiteRT step."""
+    import tempfile
+
+    import numpy as np
+    import tensorflow as tf
+
+    from export import tflite
+    from export.saved_model import export_saved_model
+    from kerasgen.cli import load_run
+    from kerasgen.data import CharVocab
+    from kerasgen.generation import Sampling, generate
+
+    model, config = load_run(args.run)
+    n = args.max_new_tokens
+    with tempfile.TemporaryDirectory() as base:
+        served = tf.saved_model.load(export_saved_model(model, config["model_name"], base))
+        signature = served.signatures["generate"]
+        inputs = dict(prompt=tf.constant(["\n"]), max_new_tokens=tf.constant([n]),
+                      temperature=tf.constant([0.8]), top_k=tf.constant([0]),
+                      top_p=tf.constant([1.0]), repetition_penalty=tf.constant([1.0]),
+                      seed=tf.constant([0]))
+        keras_rate = _tokens_per_second(lambda: generate(model, ["\n"], n, Sampling(0.8)), n)
+        served_rate = _tokens_per_second(lambda: signature(**inputs)["text"].numpy(), n)
+    runner = tflite.interpreter(tflite.convert(model))
+    steps = min(n, model.context_length or n)
+    prompt = CharVocab(model.vocabulary).encode("\n")
+    lite_rate = _tokens_per_second(lambda: tflite.tflite_generate(runner, model, prompt, steps), steps)
+    print(f"{config['model_name']}: {n} new tokens at batch 1")
+    print(f"  in-process Keras decode (XLA loop)      {keras_rate:9.0f} tokens/s  {1000 / keras_rate:7.3f} ms/token")
+    print(f"  exported SavedModel 'generate' (graph)  {served_rate:9.0f} tokens/s  {1000 / served_rate:7.3f} ms/token"
+          f"   {keras_rate / served_rate:.2f}x slower than in-process")
+    print(f"  LiteRT step decoder, Python loop        {lite_rate:9.0f} tokens/s  {1000 / lite_rate:7.3f} ms/token")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m kerasgen.bench",
@@ -144,6 +179,9 @@ def main(argv=None):
     d.add_argument("--uncached_tokens", type=int, default=200)
     d.add_argument("--temperature", type=float, default=1.0)
     d.add_argument("--top_p", type=float, default=1.0)
+    v = sub.add_parser("serve", help="a run's generate: in-process vs SavedModel vs LiteRT")
+    v.add_argument("--run", required=True, metavar="DIR")
+    v.add_argument("--max_new_tokens", type=int, default=200)
     args, rest = p.parse_known_args(argv)
     overrides = {}
     for item in rest:
@@ -151,7 +189,7 @@ def main(argv=None):
         if not item.startswith("--") or not eq:
             p.error(f"unexpected argument {item!r}; model hyperparameters look like --key=value")
         overrides[key] = value
-    {"train": _train, "decode": _decode}[args.what](args, overrides)
+    {"train": _train, "decode": _decode, "serve": _serve}[args.what](args, overrides)
     return 0
 
 

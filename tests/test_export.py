@@ -210,3 +210,54 @@ def test_quantized_tflite_loads_and_runs(name, quantize):
     inputs = calibration[0] if calibration else tflite.calibration_inputs(model, sample)[0]
     outputs = tflite.run_signature(runner, **inputs)
     assert all(np.all(np.isfinite(v)) for v in outputs.values())
+
+
+@pytest.fixture(scope="module")
+def served_text(text_run, tmp_path_factory):
+    from standin_server import StandIn
+
+    model = keras.saving.load_model(os.path.join(text_run, "model.keras"))
+    path = export_saved_model(model, "tiny", str(tmp_path_factory.mktemp("served")))
+    with StandIn("tiny", path) as server:
+        yield server, model
+
+
+@pytest.mark.parametrize("protocol, columnar", [("rest", False), ("rest", True), ("grpc", False)])
+def test_client_generates_through_the_stand_in_like_in_process(served_text, protocol, columnar):
+    from kerasgen.serving import ServingClient
+
+    server, model = served_text
+    client = ServingClient("tiny", "127.0.0.1", server.rest_port, server.grpc_port, protocol)
+    texts = client.generate(["the ", "a"], columnar=columnar, max_new_tokens=10, top_p=0.9, seed=3)
+    assert texts == generate(model, ["the ", "a"], 10, Sampling(temperature=0.8, top_p=0.9, seed=3))
+    assert {"serving_default", "generate", "logits"} <= set(client.metadata())
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+@pytest.mark.parametrize("inputs, message", [
+    ({"token_ids": [[1.5, 2.0]]}, "int32"),        # wrong dtype
+    ({}, "missing"),                               # missing input
+    ({"token_ids": [1, 2, 3]}, "rank"),            # wrong rank
+])
+def test_malformed_requests_come_back_as_one_clean_error(served_text, protocol, inputs, message):
+    from kerasgen.serving import ServingClient, ServingError
+
+    server, _ = served_text
+    client = ServingClient("tiny", "127.0.0.1", server.rest_port, server.grpc_port, protocol)
+    with pytest.raises(ServingError) as error:
+        client.predict({k: np.array(v) for k, v in inputs.items()} or {}, "logits", columnar=True)
+    expected = "HTTP 400" if protocol == "rest" else "INVALID_ARGUMENT"
+    assert expected in str(error.value) and message in str(error.value)
+
+
+def test_client_cli_prints_text_and_reports_errors_in_one_line(served_text, capsys):
+    from kerasgen import client
+
+    server, _ = served_text
+    common = ["--model", "tiny", "--host", "127.0.0.1", "--rest_port", str(server.rest_port)]
+    assert client.main([*common, "generate", "--prompt", "the ", "--max_new_tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith("the ")
+    assert client.main(["--model", "nope", "--host", "127.0.0.1", "--rest_port",
+                        str(server.rest_port), "metadata"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "HTTP 404" in err[0]
