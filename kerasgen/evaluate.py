@@ -19,7 +19,7 @@ def _parser():
                            "Fréchet distance, class entropy and confidence. Sample metrics are "
                            "reported as mean and std over --seeds seeds.")
     p.add_argument("--run", required=True, metavar="DIR", help="run directory")
-    p.add_argument("--prompt", default="\n", help="text models: prompt of every sample")
+    p.add_argument("--prompt", default="The ", help="text models: prompt of every sample")
     p.add_argument("--num_samples", type=int, default=8, help="samples per seed (images: 500)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (spread = std over them)")
     add_sampling_flags(p)

@@ -21,6 +21,9 @@ def _parser():
     p.add_argument("--quantize", default="none",
                    help="TFLite quantization, comma-separated: none, dynamic, float16, int8 "
                         "(int8 is calibrated on the run's own data)")
+    p.add_argument("--xla", action="store_true",
+                   help="compile the text generate loop with XLA: several times faster, but "
+                        "tensorflow_model_server then needs --xla_cpu_compilation_enabled=true")
     p.add_argument("--checkpoint", choices=["final", "best"], default="final")
     return p
 
@@ -80,21 +83,20 @@ def main(argv):
         raise UsageError(f"{os.path.join(model_dir, str(version))} exists; versions are never "
                          f"overwritten (the next free one is {next_version(model_dir)})")
     if "saved_model" in formats:
-        path = export_saved_model(model, name, args.base, version)
+        path = export_saved_model(model, name, args.base, version, jit_compile=args.xla)
         print(f"SavedModel: {path}  (signatures: see saved_model_cli show --dir {path} --all)")
         print(f"TF Serving config: {os.path.join(args.base, 'models.config')}")
     if "tflite" in formats:
         for path in export_tflite(model, config, model_dir, version, quantizations):
             print(f"LiteRT: {path}")
     base = os.path.abspath(args.base)
+    example = '{"instances": [{"prompt": "The "}]}' if hasattr(model, "vocabulary") \
+        else '{"instances": [{"seed": 1}]}'
     print("\nServe it:\n"
           f"  docker run -p 8500:8500 -p 8501:8501 -v {base}:/models tensorflow/serving "
-          "--model_config_file=/models/models.config\n"
-          f"  curl -d '{{\"instances\": [{{\"prompt\": \"The \"}}]}}' "
-          f"localhost:8501/v1/models/{name}:predict" if hasattr(model, "vocabulary") else
-          f"  docker run -p 8500:8500 -p 8501:8501 -v {base}:/models tensorflow/serving "
-          "--model_config_file=/models/models.config\n"
-          f"  curl -d '{{\"instances\": [{{\"seed\": 1}}]}}' localhost:8501/v1/models/{name}:predict")
+          f"--model_config_file=/models/models.config"
+          f"{' --xla_cpu_compilation_enabled=true' if args.xla else ''}\n"
+          f"  curl -d '{example}' localhost:8501/v1/models/{name}:predict")
     return 0
 
 

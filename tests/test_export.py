@@ -261,3 +261,14 @@ def test_client_cli_prints_text_and_reports_errors_in_one_line(served_text, caps
                         str(server.rest_port), "metadata"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "HTTP 404" in err[0]
+
+
+def test_xla_export_generates_the_same_text(tmp_path):
+    model = tiny_model("transformer")
+    loaded = tf.saved_model.load(export_saved_model(model, "t", str(tmp_path), jit_compile=True))
+    out = loaded.signatures["generate"](
+        prompt=tf.constant(["ab"]), max_new_tokens=tf.constant([30]),
+        temperature=tf.constant([1.0]), top_k=tf.constant([4]), top_p=tf.constant([1.0]),
+        repetition_penalty=tf.constant([1.0]), seed=tf.constant([2]))
+    expected = generate(model, ["ab"], 30, Sampling(temperature=1.0, top_k=4, seed=2))
+    assert [t.decode() for t in out["text"].numpy()] == expected
