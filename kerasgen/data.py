@@ -25,15 +25,22 @@ def _embedded_text():
     return "\n".join(line for line in text.splitlines() if not _TABLE_OR_GRAMMAR.search(line))
 
 
-def _tfds_text(name):
-    """All text of a tensorflow-datasets dataset's train split, from the local data_dir only."""
+def load_tfds(name):
+    """A tensorflow-datasets train split from the local data_dir only (never downloads)."""
     import tensorflow_datasets as tfds
 
     try:
-        ds = tfds.load(name, split="train", download=False)
+        return tfds.load(name, split="train", download=False)
     except Exception as e:  # tfds raises many kinds; all mean "not available here"
         raise DataError(f"tfds:{name} is not available in the local tfds data_dir "
                         f"(set TFDS_DATA_DIR; nothing is downloaded): {e}".splitlines()[0]) from None
+
+
+def _tfds_text(name):
+    """All text of a tensorflow-datasets dataset's train split."""
+    import tensorflow_datasets as tfds
+
+    ds = load_tfds(name)
     keys = [k for k, spec in ds.element_spec.items() if spec.dtype == tf.string]
     if not keys:
         raise DataError(f"tfds:{name} has no text feature")

@@ -27,6 +27,12 @@ class ImageGenerator(keras.Model):
         self.image_shape = (image_size, image_size, channels)
         self.seed_generator = keras.random.SeedGenerator(0)
 
+    def quarter_size(self):
+        """The side of the first feature map of a generator that upsamples twice by 2."""
+        if self.image_size % 4:
+            raise ValueError(f"{self.zoo_name} needs image_size divisible by 4, got {self.image_size}")
+        return self.image_size // 4
+
     def latents(self, num_images, seed):
         """The same `seed` gives the same latent vectors, so sample grids are comparable."""
         return keras.random.normal((num_images, self.latent_dim), seed=seed)

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from kerasgen.data import DataError
+from kerasgen.data import DataError, load_tfds
 
 EMBEDDED_IMAGES = "digits"  # scikit-learn's 8×8 handwritten digits: installed, no download
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -50,11 +50,7 @@ def _digits():
 def _tfds_images(name):
     import tensorflow_datasets as tfds
 
-    try:
-        ds = tfds.load(name, split="train", download=False)
-    except Exception as e:  # tfds raises many kinds; all mean "not available here"
-        raise DataError(f"tfds:{name} is not available in the local tfds data_dir "
-                        f"(set TFDS_DATA_DIR; nothing is downloaded): {e}".splitlines()[0]) from None
+    ds = load_tfds(name)
     if "image" not in ds.element_spec:
         raise DataError(f"tfds:{name} has no 'image' feature")
     examples = list(tfds.as_numpy(ds))

@@ -20,10 +20,8 @@ class DCGAN(GAN):
 
     def __init__(self, image_size=16, channels=1, latent_dim=32, filters=64, **kwargs):
         super().__init__(image_size=image_size, channels=channels, latent_dim=latent_dim, **kwargs)
-        if image_size % 4:
-            raise ValueError(f"conv needs image_size divisible by 4, got {image_size}")
         self.filters = filters
-        start = image_size // 4
+        start = self.quarter_size()
         self.generator = keras.Sequential([
             keras.Input((latent_dim,)),
             keras.layers.Dense(start * start * 2 * filters, use_bias=False),

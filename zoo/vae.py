@@ -25,10 +25,8 @@ class ConvVAE(ImageGenerator):
 
     def __init__(self, image_size=16, channels=1, latent_dim=8, filters=32, **kwargs):
         super().__init__(image_size=image_size, channels=channels, latent_dim=latent_dim, **kwargs)
-        if image_size % 4:
-            raise ValueError(f"vae needs image_size divisible by 4, got {image_size}")
         self.filters = filters
-        start = image_size // 4
+        start = self.quarter_size()
         self.encoder = keras.Sequential([
             keras.Input(self.image_shape),
             keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu"),
