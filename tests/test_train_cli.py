@@ -43,7 +43,8 @@ def test_tensorboard_logs_hold_losses_learning_rate_bpc_and_samples(corpus, tmp_
         tags[part] = set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
     assert {"epoch_loss", "epoch_learning_rate", "epoch_bits_per_char"} <= tags["train"]
     assert {"epoch_loss", "epoch_bits_per_char"} <= tags["validation"]
-    assert "sample" in tags["samples"]
+    assert {"sample", "stability/repetition_rate", "stability/distinct_2",
+            "stability/self_bleu"} <= tags["samples"]
 
 
 def test_list_names_every_model(capsys):
