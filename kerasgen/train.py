@@ -30,6 +30,9 @@ def _parser():
     p.add_argument("--seed", help="random seed for weights and data order")
     p.add_argument("--out", help="run directory (default: runs/<model>/<timestamp>)")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its last finished epoch")
+    p.add_argument("--init_from", metavar="DIR",
+                   help="fine-tune: start from this run's model, weights and vocabulary with the "
+                        "finetune recipe (add --freeze_layers=N to fix the N lowest layers)")
     p.add_argument("--strategy", choices=["default", "mirrored"],
                    help="tf.distribute strategy to build and train under")
     return p
@@ -38,7 +41,8 @@ def _parser():
 def parse_args(argv):
     """Returns (argparse namespace, {key: raw value}) with every --key=value override."""
     args, rest = _parser().parse_known_args(argv)
-    overrides = {k: getattr(args, k) for k in ("data", "epochs", "recipe", "seed", "out", "strategy")
+    overrides = {k: getattr(args, k) for k in ("data", "epochs", "recipe", "seed", "out", "strategy",
+                                               "init_from")
                  if getattr(args, k) is not None}
     i = 0
     while i < len(rest):
