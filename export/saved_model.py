@@ -21,8 +21,8 @@ import tensorflow as tf
 
 from kerasgen.data import UNKNOWN_ID
 from kerasgen.generation import BUCKET, decode_loop
+from kerasgen.serving import GENERATE_DEFAULTS
 
-DEFAULT_NEW_TOKENS = 200
 WARMUP_FILE = "tf_serving_warmup_requests"
 
 
@@ -63,11 +63,9 @@ class TextServing:
 
     def endpoints(self):
         def serving_default(prompt):
-            def row(value, dtype):
-                return tf.fill([tf.shape(prompt)[0]], tf.constant(value, dtype))
-            return self.generate(prompt, row(DEFAULT_NEW_TOKENS, tf.int32), row(0.8, tf.float32),
-                                 row(0, tf.int32), row(1.0, tf.float32), row(1.0, tf.float32),
-                                 row(0, tf.int32))
+            rows = tf.shape(prompt)[0:1]
+            return self.generate(prompt, **{key: tf.fill(rows, value)
+                                            for key, value in GENERATE_DEFAULTS.items()})
 
         def logits(token_ids):
             return {"logits": self.model(token_ids, training=False)[:, -1]}

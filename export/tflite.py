@@ -16,7 +16,7 @@ QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
 
 def _step_function(model):
-    """(concrete function, its flat input names) of one decoding step at batch 1."""
+    """The concrete function of one decoding step at batch 1, inputs and outputs named."""
     state = model.initial_state(1)
     flat_state = tf.nest.flatten(state)
     specs = [tf.TensorSpec([1], tf.int32, name="token_id"), tf.TensorSpec([], tf.int32, name="position")]

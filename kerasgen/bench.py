@@ -21,21 +21,6 @@ def _build(name, overrides, seq_len):
     return train, cls, kwargs
 
 
-class _ExecutionTimer:
-    """Wall time of each compiled execution (`steps_per_execution` steps) during fit."""
-
-    def __init__(self):
-        import keras
-
-        timer = self
-
-        class Callback(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None):
-                timer.stamps.append(time.perf_counter())
-
-        self.stamps, self.callback = [], Callback()
-
-
 def train_step_ms(name, overrides, batch_size, seq_len, steps, steps_per_execution, jit_compile,
                   pipeline):
     """Median milliseconds per training step, and the model's parameter count.
@@ -60,10 +45,12 @@ def train_step_ms(name, overrides, batch_size, seq_len, steps, steps_per_executi
     model(model.sample_inputs(1, seq_len))
     recipes.compile_model(model, recipes.get_recipe(cls.default_recipe), 10 * steps,
                           jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-    timer = _ExecutionTimer()
+    stamps = []  # the end of each compiled execution (`steps_per_execution` steps)
+    timer = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: stamps.append(time.perf_counter()))
     warmup = 2 * steps_per_execution  # the first execution traces and compiles
-    model.fit(ds, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[timer.callback])
-    stamps = timer.stamps[warmup // steps_per_execution - 1:]
+    model.fit(ds, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[timer])
+    stamps = stamps[warmup // steps_per_execution - 1:]
     per_step = [(b - a) * 1000 / steps_per_execution for a, b in zip(stamps, stamps[1:])]
     return statistics.median(per_step), model.count_params()
 

@@ -115,7 +115,7 @@ def _resolve(args, overrides):
     return train, cls, model_kwargs
 
 
-def _text_setup(train, cls, model_kwargs, recipe):
+def _text_setup(train, cls, model_kwargs):
     """Data, model kwargs, callbacks and the final report of a character language model."""
     from kerasgen.data import CharVocab, load_text, text_datasets
     from kerasgen.generation import Sampling, generate
@@ -150,7 +150,7 @@ def _text_setup(train, cls, model_kwargs, recipe):
     return model_kwargs, train_ds, val_ds, make_callbacks, finish
 
 
-def _image_setup(train, cls, model_kwargs, recipe):
+def _image_setup(train, cls, model_kwargs):
     """Data, model kwargs, callbacks and the final report of an image generator."""
     from kerasgen import quality
     from kerasgen.images import image_datasets, image_grid, load_images, save_png
@@ -200,7 +200,7 @@ def run(train, cls, model_kwargs):
 
     recipe = recipes.get_recipe(train.recipe or ("finetune" if train.init_from else cls.default_recipe))
     setup = _text_setup if issubclass(cls, CausalLM) else _image_setup
-    model_kwargs, train_ds, val_ds, make_callbacks, finish = setup(train, cls, model_kwargs, recipe)
+    model_kwargs, train_ds, val_ds, make_callbacks, finish = setup(train, cls, model_kwargs)
     if "dropout" in model_defaults(cls):
         model_kwargs.setdefault("dropout", recipe.dropout)
 
