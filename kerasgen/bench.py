@@ -3,19 +3,21 @@
 Timings on a shared machine are noisy, so each figure is a median over many
 executions, and comparisons are made inside one run, never across runs.
 """
-import argparse
 import statistics
 import sys
 import time
 
+from kerasgen.cli import Parser, command, start_tensorflow
+from kerasgen.errors import UsageError
+
 
 def _build(name, overrides, seq_len):
-    import zoo  # noqa: F401  registers the models
+    import kerasgen.zoo  # noqa: F401  registers the models
     from kerasgen import registry
     from kerasgen.config import TrainConfig, apply_overrides, model_defaults
 
     cls = registry.get(name)
-    train, kwargs = apply_overrides(TrainConfig(model=name, seq_len=seq_len), cls, overrides)
+    train, _, kwargs = apply_overrides(TrainConfig(model=name, seq_len=seq_len), cls, overrides)
     if "seq_len" in model_defaults(cls):
         kwargs["seq_len"] = train.seq_len
     return train, cls, kwargs
@@ -31,20 +33,20 @@ def train_step_ms(name, overrides, batch_size, seq_len, steps, steps_per_executi
     import keras
     import tensorflow as tf
 
-    from kerasgen import recipes
-    from kerasgen.data import CharVocab, load_text, text_datasets
+    from kerasgen.recipes import get_recipe
+    from kerasgen.text.data import CharVocab, load_text, text_datasets
 
     train, cls, kwargs = _build(name, overrides, seq_len)
     text = load_text(None)
     vocab = CharVocab.from_text(text)
-    ds, _ = text_datasets(vocab.encode(text), seq_len, batch_size, 1, train.seed)
+    ds, _ = text_datasets(vocab.encode(text), seq_len, batch_size, train.seed, 1)
     if pipeline == "memory":
         ds = tf.data.Dataset.from_tensors(next(iter(ds))).repeat()
     keras.utils.set_random_seed(0)
     model = cls(**{**kwargs, "vocab_size": vocab.size, "vocabulary": vocab.chars})
     model(model.sample_inputs(1, seq_len))
-    recipes.compile_model(model, recipes.get_recipe(cls.default_recipe), 10 * steps,
-                          jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    model.compile_from_recipe(get_recipe(cls.train_defaults["recipe"]), 10 * steps,
+                              jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     stamps = []  # the end of each compiled execution (`steps_per_execution` steps)
     timer = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: stamps.append(time.perf_counter()))
@@ -86,20 +88,21 @@ def _decode(args, overrides):
     import keras
     import numpy as np
 
-    from kerasgen.data import CharVocab, load_text
-    from kerasgen.generation import Sampling, generate_ids, generate_uncached
+    from kerasgen.text.data import CharVocab, load_text
+    from kerasgen.text.decoding import generate_ids, generate_uncached
+    from kerasgen.text.sampling import Sampling
 
     vocab = CharVocab.from_text(load_text(None))
-    sampling = Sampling(temperature=args.temperature, top_p=args.top_p, seed=0)
+    n = args.max_new_tokens
+    sampling = Sampling(max_new_tokens=n, temperature=args.temperature, top_p=args.top_p, seed=0)
     print(f"{'model':12s} {'decoding':44s} {'tokens/s':>9s}")
     for name in args.models:
         _, cls, kwargs = _build(name, overrides, args.seq_len)
         keras.utils.set_random_seed(0)
         model = cls(**{**kwargs, "vocab_size": vocab.size, "vocabulary": vocab.chars})
         model(model.sample_inputs(1))
-        n = args.max_new_tokens
         rates = {batch: _tokens_per_second(
-            lambda b=batch: list(generate_ids(model, ["\n"] * b, n, sampling)), n * batch)
+            lambda b=batch: list(generate_ids(model, ["\n"] * b, sampling)), n * batch)
             for batch in (1, 8)}
         prompt = np.array([vocab.encode("\n")])
         uncached = _tokens_per_second(lambda: generate_uncached(model, prompt, args.uncached_tokens),
@@ -115,32 +118,36 @@ def _serve(args, overrides):
     """A run's generate: in-process Keras (XLA loop) vs its exported SavedModel vs the LiteRT step."""
     import tempfile
 
-    import numpy as np
     import tensorflow as tf
 
-    from export import tflite
-    from export.saved_model import export_saved_model
-    from kerasgen.cli import load_run
-    from kerasgen.data import CharVocab
-    from kerasgen.generation import Sampling, generate
+    from kerasgen.export import tflite
+    from kerasgen.export.saved_model import export_saved_model
+    from kerasgen.rundir import RunDir
+    from kerasgen.text.data import CharVocab
+    from kerasgen.text.decoding import generate
+    from kerasgen.text.sampling import Sampling
+    from kerasgen.text.serving import TextServing, tflite_generate
 
-    model, config = load_run(args.run)
+    run = RunDir.find(args.run)
+    model, name = run.load_model(), run.read_config()["model_name"]
     n = args.max_new_tokens
+    sampling = Sampling(max_new_tokens=n)
     inputs = dict(prompt=tf.constant(["\n"]), max_new_tokens=tf.constant([n]),
-                  temperature=tf.constant([0.8]), top_k=tf.constant([0]), top_p=tf.constant([1.0]),
-                  repetition_penalty=tf.constant([1.0]), seed=tf.constant([0]))
-    keras_rate = _tokens_per_second(lambda: generate(model, ["\n"], n, Sampling(0.8)), n)
+                  temperature=tf.constant([sampling.temperature]), top_k=tf.constant([0]),
+                  top_p=tf.constant([1.0]), repetition_penalty=tf.constant([1.0]),
+                  seed=tf.constant([0]))
+    keras_rate = _tokens_per_second(lambda: generate(model, ["\n"], sampling), n)
     served_rates = {}
     for xla in (False, True):
         with tempfile.TemporaryDirectory() as base:
-            path = export_saved_model(model, config["model_name"], base, jit_compile=xla)
+            path = export_saved_model(model, TextServing(model, jit_compile=xla), name, base)
             signature = tf.saved_model.load(path).signatures["generate"]
             served_rates[xla] = _tokens_per_second(lambda: signature(**inputs)["text"].numpy(), n)
-    runner = tflite.interpreter(tflite.convert(model))
+    runner = tflite.interpreter(tflite.convert(model.family.tflite_function(model)))
     steps = min(n, model.context_length or n)
     prompt = CharVocab(model.vocabulary).encode("\n")
-    lite_rate = _tokens_per_second(lambda: tflite.tflite_generate(runner, model, prompt, steps), steps)
-    print(f"{config['model_name']}: {n} new tokens at batch 1")
+    lite_rate = _tokens_per_second(lambda: tflite_generate(runner, model, prompt, steps), steps)
+    print(f"{name}: {n} new tokens at batch 1")
     print(f"  in-process Keras decode (XLA loop)               {keras_rate:9.0f} tokens/s  {1000 / keras_rate:7.3f} ms/token")
     for xla, label in ((False, "graph, stock TF Serving"), (True, "export --xla")):
         rate = served_rates[xla]
@@ -149,14 +156,14 @@ def _serve(args, overrides):
     print(f"  LiteRT step decoder, Python loop per token       {lite_rate:9.0f} tokens/s  {1000 / lite_rate:7.3f} ms/token")
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(
+@command("kerasgen.bench")
+def main(argv):
+    p = Parser(
         prog="python -m kerasgen.bench",
-        description="Speed benchmarks. 'train' times training steps of zoo models (median "
-                    "ms/step) under graph mode, XLA, and with the real tf.data pipeline vs a "
-                    "batch held in memory. Extra --key=value flags set model hyperparameters.")
+        description="Speed benchmarks, measured side by side in one run (compare rows, not runs). "
+                    "Extra --key=value flags set model hyperparameters.")
     sub = p.add_subparsers(dest="what", required=True)
-    t = sub.add_parser("train", help="training steps per second")
+    t = sub.add_parser("train", help="ms per training step: graph vs XLA, tf.data vs a batch in memory")
     t.add_argument("--models", nargs="+", default=["gru", "transformer"])
     t.add_argument("--batch_size", type=int, default=12)
     t.add_argument("--seq_len", type=int, default=64)
@@ -177,8 +184,9 @@ def main(argv=None):
     for item in rest:
         key, eq, value = item.lstrip("-").partition("=")
         if not item.startswith("--") or not eq:
-            p.error(f"unexpected argument {item!r}; model hyperparameters look like --key=value")
+            raise UsageError(f"unexpected argument {item!r}; model hyperparameters look like --key=value")
         overrides[key] = value
+    start_tensorflow()
     {"train": _train, "decode": _decode, "serve": _serve}[args.what](args, overrides)
     return 0
 

@@ -1,14 +1,26 @@
-"""What every kerasgen command shares: argument errors and bad input as one line and exit code 2."""
+"""What every kerasgen command shares: one-line errors with exit code 2, and a quiet TensorFlow start.
+
+Nothing here imports TensorFlow, so a command parses its arguments (and answers
+--help) before paying for TensorFlow's start-up.
+"""
 import argparse
+import contextlib
 import functools
+import os
+import re
 import sys
+import tempfile
 
-from kerasgen.config import ConfigError
-from kerasgen.data import DataError
+from kerasgen.errors import KerasgenError, UsageError
 
-
-class UsageError(Exception):
-    """Bad input on the command line: one line on stderr, exit code 2."""
+# TensorFlow's C++ start-up lines that no user can act on; everything else still reaches stderr.
+_START_UP_NOISE = re.compile(
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|^I\d{4} "  # start-up INFO lines (oneDNN, "could not find cuda drivers", …)
+    r"|^To enable the following instructions: .* rebuild TensorFlow"
+    r"|cpu_feature_guard\.cc")
+# A CPU-only machine without NVIDIA's driver: CUDA's failed probe is expected, not an error.
+_NO_DRIVER_NOISE = re.compile(r"^E\d{4} .*failed call to cuInit")
 
 
 class Parser(argparse.ArgumentParser):
@@ -18,45 +30,74 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def add_run_arguments(p):
+    """--run and --checkpoint: how the generate, evaluate and export commands name a trained model."""
+    from kerasgen.rundir import CHECKPOINTS
+
+    p.add_argument("--run", required=True, metavar="DIR",
+                   help="run directory made by kerasgen.train ('latest': the newest under runs/)")
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="best",
+                   help="best: the epoch with the best validation loss (GANs: Fréchet distance), "
+                        "checkpoints/best.keras; final: the last epoch, model.keras (default: best)")
+
+
 def command(prog):
-    """Wraps main(argv) so bad input (usage, config, data, unknown names, bad sampling values)
-    prints `prog: error: …` on stderr and returns 2 instead of a traceback."""
+    """Wraps main(argv): bad input prints `prog: error: …` on stderr and returns 2; Ctrl-C
+    prints one line and returns 130 (mains with more to say about it catch it themselves)."""
 
     def decorator(main):
         @functools.wraps(main)
         def wrapper(argv=None):
             try:
                 return main(sys.argv[1:] if argv is None else argv)
-            except (UsageError, ConfigError, DataError) as e:
-                message = str(e)
-            except KeyError as e:  # unknown model or recipe: the message lists the known names
-                message = e.args[0]
-            print(f"{prog}: error: {message}", file=sys.stderr)
-            return 2
+            except KerasgenError as e:
+                print(f"{prog}: error: {e}", file=sys.stderr)
+                return 2
+            except KeyboardInterrupt:
+                print(f"\n{prog}: interrupted", file=sys.stderr)
+                return 130
 
         return wrapper
 
     return decorator
 
 
-def load_run(run_dir, checkpoint="final"):
-    """(model, config.json dict) of a run directory made by kerasgen.train.
+@contextlib.contextmanager
+def _filtered_stderr(drop):
+    """Runs the block with file descriptor 2 captured (C++ writes there directly), then
+    writes back the captured lines `drop` does not match."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines(True)
+                    if not drop(line)]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
 
-    checkpoint: 'final' (model.keras) or 'best' (checkpoints/best.keras).
+
+def start_tensorflow():
+    """Imports TensorFlow and finds its devices with the start-up chatter filtered out.
+
+    Called by the CLIs after parsing, never by library code: how chatty
+    TensorFlow is belongs to the program, not to a library imported into one.
     """
-    import json
-    import os
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # INFO and WARNING from C++; errors still show
+    no_driver = not os.path.exists("/proc/driver/nvidia")
 
-    import keras
+    def drop(line):
+        return bool(_START_UP_NOISE.search(line) or (no_driver and _NO_DRIVER_NOISE.search(line)))
 
-    import zoo  # noqa: F401  registers the models
+    with _filtered_stderr(drop):
+        import tensorflow as tf
 
-    config_path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(config_path):
-        raise UsageError(f"{run_dir} is not a run directory (no config.json)")
-    path = os.path.join(run_dir, "model.keras" if checkpoint == "final" else "checkpoints/best.keras")
-    if not os.path.isfile(path):
-        raise UsageError(f"{path} does not exist (did training finish?)")
-    with open(config_path) as f:
-        config = json.load(f)
-    return keras.saving.load_model(path, compile=False), config
+        tf.config.list_physical_devices()  # CUDA is probed here, once per process

@@ -1,42 +1,60 @@
 """Training settings in one dataclass, and `--key=value` overrides that fail loudly."""
 import dataclasses
 import inspect
+import math
 import typing
 from typing import Optional
+
+from kerasgen.errors import ConfigError
+from kerasgen.recipes import Recipe
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything about a run that is not a model hyperparameter."""
+    """Everything about a run that is neither a model hyperparameter nor a recipe knob.
+
+    A model's family and the model itself may change these defaults (see
+    `--list`); the resolved values are recorded in the run's config.json.
+    """
 
     model: str = "gru"
-    data: Optional[str] = None  # None: the model's embedded default dataset
-    recipe: Optional[str] = None  # None: the model's default recipe
+    data: Optional[str] = None  # None: the family's embedded default dataset
+    recipe: Optional[str] = None  # None: the model's default recipe ('finetune' with init_from)
     epochs: int = 8
     batch_size: int = 32
     steps_per_epoch: int = 150
-    validation_steps: int = 20
-    learning_rate: Optional[float] = None  # None: the recipe's peak rate
-    seq_len: int = 64  # training window; the Transformer's context length
-    seed: int = 1337
+    validation_steps: Optional[int] = None  # None: the whole validation split, every epoch
+    seq_len: int = 64  # text: training window, and the Transformer's context
+    seed: int = 1337  # every random draw of training: weights, data order, noise
     out: Optional[str] = None  # None: runs/<model>/<timestamp>
     strategy: str = "default"  # default | mirrored
     jit_compile: bool = True  # XLA: ~2x faster steps on this CPU
     steps_per_execution: int = 10  # fewer Python round trips per step
-    sample_chars: int = 200  # length of the per-epoch text sample
-    init_from: Optional[str] = None  # a run directory to fine-tune from (its model and vocabulary)
+    sample_chars: int = 200  # text: length of the per-epoch TensorBoard samples
+    init_from: Optional[str] = None  # a run directory to fine-tune from
     freeze_layers: int = 0  # fine-tuning: keep the embedding and this many lower layers fixed
 
+    def check(self):
+        """Values no run can use: one ConfigError naming each."""
+        problems = [f"--{name}={getattr(self, name)} must be ≥ {low}"
+                    for name, low in (("epochs", 1), ("batch_size", 1), ("steps_per_epoch", 1),
+                                      ("seq_len", 2), ("steps_per_execution", 1),
+                                      ("sample_chars", 1), ("freeze_layers", 0), ("seed", 0))
+                    if getattr(self, name) < low]
+        if self.validation_steps is not None and self.validation_steps < 1:
+            problems.append(f"--validation_steps={self.validation_steps} must be ≥ 1 (or none: all)")
+        if self.seed >= 2 ** 31:
+            problems.append(f"--seed={self.seed} must be < 2^31")
+        if self.strategy not in ("default", "mirrored"):
+            problems.append(f"--strategy={self.strategy} must be default or mirrored")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
 
-class ConfigError(ValueError):
-    """A bad flag or value: reported as one line, exit code 2."""
 
-
-def _field_types():
-    """TrainConfig's field types with Optional[...] unwrapped."""
-    hints = typing.get_type_hints(TrainConfig)
-    return {name: next((a for a in typing.get_args(t) if a is not type(None)), t)
-            for name, t in hints.items()}
+def _unwrap(hint):
+    """Optional[X] → X."""
+    return next((a for a in typing.get_args(hint) if a is not type(None)), hint)
 
 
 def _coerce(key, raw, kind, nullable):
@@ -47,9 +65,18 @@ def _coerce(key, raw, kind, nullable):
         if kind is bool:
             return {"1": True, "true": True, "yes": True, "on": True,
                     "0": False, "false": False, "no": False, "off": False}[raw.lower()]
-        return kind(raw)
+        value = kind(raw)
     except (KeyError, ValueError):
         raise ConfigError(f"--{key}={raw}: expected a value of type {kind.__name__}") from None
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"--{key}={raw}: expected a finite number")
+    return value
+
+
+def _dataclass_fields(cls):
+    """{field: (type, nullable)} of a dataclass."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: (_unwrap(hints[f.name]), f.default is None) for f in dataclasses.fields(cls)}
 
 
 def model_defaults(model_cls):
@@ -60,23 +87,43 @@ def model_defaults(model_cls):
 
 
 def apply_overrides(train, model_cls, overrides):
-    """Splits `{key: raw string}` into the TrainConfig and the model's kwargs.
+    """Routes `{key: raw string}` to the TrainConfig, else the model's hyperparameters, else
+    the recipe, typed as the field it names.
 
-    Returns (new TrainConfig, model kwargs). An unknown key or a wrong type
-    raises ConfigError.
+    Returns (TrainConfig, recipe field updates, model kwargs): the recipe is
+    chosen by name (a TrainConfig field) before its fields are changed. An
+    unknown key or a wrong type raises ConfigError.
     """
-    field_types = _field_types()
+    train_fields, recipe_fields = _dataclass_fields(TrainConfig), _dataclass_fields(Recipe)
     hyper = model_defaults(model_cls)
-    train_updates, model_kwargs = {}, {}
+    updates = {"train": {}, "recipe": {}, "model": {}}
     for key, raw in overrides.items():
-        if key in field_types:
-            nullable = TrainConfig.__dataclass_fields__[key].default is None
-            train_updates[key] = _coerce(key, raw, field_types[key], nullable)
+        if key in train_fields:
+            updates["train"][key] = _coerce(key, raw, *train_fields[key])
         elif key in hyper:
             default = hyper[key]
-            kind = str if default is None else type(default)
-            model_kwargs[key] = _coerce(key, raw, kind, default is None)
+            updates["model"][key] = _coerce(key, raw, str if default is None else type(default),
+                                            default is None)
+        elif key in recipe_fields:
+            updates["recipe"][key] = _coerce(key, raw, *recipe_fields[key])
         else:
-            known = sorted(set(field_types) | set(hyper))
+            known = sorted(set(train_fields) | set(hyper) | set(recipe_fields))
             raise ConfigError(f"unknown option --{key}; known: {', '.join(known)}")
-    return dataclasses.replace(train, **train_updates), model_kwargs
+    return dataclasses.replace(train, **updates["train"]), updates["recipe"], updates["model"]
+
+
+def from_dict(cls, values, where):
+    """A dataclass from a dict read back from a file: missing fields take their defaults
+    (older runs); unknown fields and values of the wrong type are an error naming `where`."""
+    fields = _dataclass_fields(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where} has unknown settings: {', '.join(unknown)}")
+    for key, value in values.items():
+        kind, nullable = fields[key]
+        ok = (value is None and nullable) or (
+            isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)) or (
+            kind is float and isinstance(value, int) and not isinstance(value, bool))
+        if not ok:
+            raise ConfigError(f"{where}: {key}={value!r} is not of type {kind.__name__}")
+    return cls(**values)

@@ -1,40 +1,53 @@
 """python -m kerasgen.train --model gru: train a zoo model and write a self-contained run directory."""
 import dataclasses
-import datetime
-import json
-import math
-import os
 import sys
 
-import numpy as np
+from kerasgen.cli import Parser, command, start_tensorflow
+from kerasgen.config import TrainConfig, apply_overrides, from_dict, model_defaults
+from kerasgen.errors import ConfigError, RunError, UsageError
+from kerasgen.recipes import RECIPES, Recipe, get_recipe
+from kerasgen.rundir import RunDir
 
-from kerasgen.cli import Parser, UsageError, command, load_run
-from kerasgen.config import ConfigError, TrainConfig, apply_overrides, model_defaults
-from kerasgen.data import DataError
+PROG = "python -m kerasgen.train"
+# Training fields a resumed run may change; the rest would make it another run.
+RESUMABLE_CHANGES = {"epochs"} | {f.name for f in dataclasses.fields(Recipe)}
 
 
 def _parser():
+    train_fields = ", ".join(f.name for f in dataclasses.fields(TrainConfig))
+    recipe_fields = ", ".join(f.name for f in dataclasses.fields(Recipe))
     p = Parser(
-        prog="python -m kerasgen.train",
-        description="Train a kerasgen zoo model. Any training field or model hyperparameter "
-                    "can be set as --key=value (e.g. --batch_size=12 --units=512); see --list "
-                    "for models and their sizes.",
-        epilog="The run directory gets config.json, model.keras, checkpoints/ and logs/ "
-               "(open with: tensorboard --logdir RUN/logs).")
-    p.add_argument("--model", help="zoo model name (default: gru)")
-    p.add_argument("--list", action="store_true", help="list the zoo's models and exit")
-    p.add_argument("--data", help="'pydoc' (embedded, default), a UTF-8 text file, or tfds:NAME "
-                                  "read from the local tfds data_dir")
-    p.add_argument("--epochs", help="number of epochs")
-    p.add_argument("--recipe", help="training recipe: default, stable or finetune")
-    p.add_argument("--seed", help="random seed for weights and data order")
-    p.add_argument("--out", help="run directory (default: runs/<model>/<timestamp>)")
-    p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its last finished epoch")
+        prog=PROG,
+        description="Train a kerasgen zoo model into a run directory (config.json, model.keras, "
+                    "checkpoints/, logs/ for TensorBoard, summary.json). Every training field, "
+                    "recipe knob and model hyperparameter can be set as --key=value "
+                    "(e.g. --batch_size=12 --learning_rate=3e-4 --units=512).",
+        epilog=f"Training fields: {train_fields}. Recipe fields: {recipe_fields}. Model "
+               f"hyperparameters: see --list. Bad input exits with code 2 before anything is "
+               f"written; Ctrl-C keeps the last finished epoch for --resume.")
+    p.add_argument("--model", help="zoo model name (default: gru; see --list)")
+    p.add_argument("--list", action="store_true",
+                   help="list the zoo's models with their hyperparameters and training defaults")
+    p.add_argument("--data", metavar="SOURCE",
+                   help="text models: 'pydoc' (embedded, default), a UTF-8 text file or tfds:NAME; "
+                        "image models: 'digits' (embedded, default), tfds:mnist, an .npz file with "
+                        "x_train or x (labels y_train or y), or a folder of PNG/JPEG files. tfds "
+                        "reads the local data_dir only")
+    p.add_argument("--epochs", metavar="N", help="epochs (default: the model's, see --list)")
+    p.add_argument("--recipe", metavar="NAME",
+                   help=f"training recipe: {', '.join(RECIPES)} (default: the model's, "
+                        f"finetune with --init_from)")
+    p.add_argument("--seed", metavar="N", help="seed of every random draw (default: 1337)")
+    p.add_argument("--out", metavar="DIR", help="run directory, new or empty "
+                                                "(default: runs/<model>/<timestamp>)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue an interrupted run from its last finished epoch (only --epochs "
+                        "and recipe fields may change)")
     p.add_argument("--init_from", metavar="DIR",
-                   help="fine-tune: start from this run's model, weights and vocabulary with the "
+                   help="fine-tune: start from this run's best model and vocabulary with the "
                         "finetune recipe (add --freeze_layers=N to fix the N lowest layers)")
     p.add_argument("--strategy", choices=["default", "mirrored"],
-                   help="tf.distribute strategy to build and train under")
+                   help="tf.distribute strategy to build and train under (default: default)")
     return p
 
 
@@ -60,198 +73,140 @@ def parse_args(argv):
 
 
 def list_models():
-    from kerasgen import registry
+    """The zoo, read from its sources (no TensorFlow)."""
+    from kerasgen.catalogue import zoo_models
 
+    shown = ("epochs", "batch_size", "steps_per_epoch", "recipe", "data")
     rows = []
-    for name in registry.names():
-        cls = registry.get(name)
-        size = ", ".join(f"{k}={v}" for k, v in model_defaults(cls).items()
+    for m in zoo_models():
+        train = {**dataclasses.asdict(TrainConfig()), **m["train"]}
+        size = ", ".join(f"{k}={v}" for k, v in m["hyperparameters"].items()
                          if k not in ("vocabulary", "vocab_size"))
-        rows.append(f"{name:12s} {cls.description}\n{'':12s} defaults: {size}")
+        rows.append(f"{m['name']:12s} {m['description']} [{m['family']}]\n"
+                    f"{'':12s} model:    {size}\n"
+                    f"{'':12s} training: {', '.join(f'{k}={train[k]}' for k in shown)}")
     return "\n".join(rows)
 
 
-def _read_run_config(run_dir, flag):
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
-        raise UsageError(f"{flag} {run_dir}: no config.json there (not a run directory)")
-    with open(path) as f:
-        return json.load(f)
+@dataclasses.dataclass
+class Plan:
+    """A run's resolved settings, before anything is written."""
+
+    cls: type
+    train: TrainConfig
+    recipe: Recipe
+    model_kwargs: dict
+    run: RunDir = None  # set when resuming
+    data_config: dict = None  # the config.json whose vocabulary and data conventions to keep
 
 
-def _resolve(args, overrides):
-    """The run's TrainConfig, model class, model kwargs and run directory, from flags,
-    --resume (the saved run's settings) or --init_from (the pretrained run's model)."""
+def _resume_plan(args, overrides):
     from kerasgen import registry
 
-    if args.model:
-        overrides["model"] = args.model
-    base = None  # the run whose model settings this one starts from
-    if args.resume:
-        base = _read_run_config(args.resume, "--resume")
-        overrides.setdefault("model", base["train"]["model"])
-        if overrides["model"] != base["train"]["model"]:
-            raise UsageError(f"--resume {args.resume} is a {base['train']['model']!r} run, "
-                             f"not {overrides['model']!r}")
-    elif "init_from" in overrides:
-        base = _read_run_config(overrides["init_from"], "--init_from")
-        overrides.setdefault("model", base["model_name"])
-        if overrides["model"] != base["model_name"]:
-            raise UsageError(f"--init_from {overrides['init_from']} is a {base['model_name']!r} "
-                             f"run, not {overrides['model']!r}")
-    cls = registry.get(overrides.get("model", TrainConfig.model))
-    train = TrainConfig(**base["train"]) if args.resume else TrainConfig(**cls.train_defaults)
-    train, model_kwargs = apply_overrides(train, cls, overrides)
-    if base is not None:
-        model_kwargs = {**base["model"], **model_kwargs}
-        model_kwargs = {k: v for k, v in model_kwargs.items() if k in model_defaults(cls)}
-    if base is not None and not args.resume and "seq_len" not in overrides:
-        train = dataclasses.replace(train, seq_len=base["train"]["seq_len"])  # the model's context
-    if args.resume:
-        train = dataclasses.replace(train, out=args.resume)
-    elif train.out is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        train = dataclasses.replace(train, out=os.path.join("runs", train.model, stamp))
-    return train, cls, model_kwargs
-
-
-def _text_setup(train, cls, model_kwargs):
-    """Data, model kwargs, callbacks and the final report of a character language model."""
-    from kerasgen.data import CharVocab, load_text, text_datasets
-    from kerasgen.generation import Sampling, generate
-    from kerasgen.sampling_callback import TextSampleLogger
-
-    text = load_text(train.data or cls.default_data)
-    vocab = CharVocab(model_kwargs["vocabulary"]) if model_kwargs.get("vocabulary") \
-        else CharVocab.from_text(text)
-    unknown = vocab.unknown(text)
-    if unknown and train.init_from:
-        raise DataError(f"the new data has {len(unknown)} characters outside the pretrained "
-                        f"vocabulary: {unknown[:40]!r}; clean them out or train from scratch")
-    train_ds, val_ds = text_datasets(vocab.encode(text), train.seq_len, train.batch_size,
-                                     train.validation_steps, train.seed)
+    run = RunDir.find(args.resume)
+    config = run.read_config()
+    if run.finished:
+        raise RunError(f"{run} finished training; to train it further on new data use "
+                       f"--init_from {run}")
+    if args.model and args.model != config["model_name"]:
+        raise UsageError(f"--resume {run} is a {config['model_name']!r} run, not {args.model!r}")
+    fixed = sorted(set(overrides) - RESUMABLE_CHANGES)
+    if fixed:
+        raise UsageError(f"a resumed run keeps its settings; only --epochs and recipe fields can "
+                         f"change (got --{', --'.join(fixed)})")
+    cls = registry.get(config["model_name"])
+    try:
+        recipe = from_dict(Recipe, config["recipe"], "its 'recipe' section")
+    except ConfigError as e:
+        raise RunError(f"{run.config_path} is corrupted ({e})") from None
+    train, recipe_updates, _ = apply_overrides(run.train_config(), cls, overrides)
     hyper = model_defaults(cls)
-    model_kwargs = {**model_kwargs, "vocab_size": vocab.size, "vocabulary": vocab.chars}
-    if "seq_len" in hyper:
-        model_kwargs["seq_len"] = train.seq_len
-
-    def make_callbacks(model):
-        return [TextSampleLogger(os.path.join(train.out, "logs", "samples"), train.sample_chars,
-                                 train.seed)]
-
-    def finish(model):
-        val_loss = model.evaluate(val_ds, verbose=0, return_dict=True)["loss"]
-        sample = generate(model, ["\n"], train.sample_chars, Sampling(temperature=0.8, seed=train.seed))[0]
-        summary = {"val_loss": val_loss, "bpc": val_loss / math.log(2.0), "sample": sample}
-        report = [f"validation loss {val_loss:.4f}  ({summary['bpc']:.3f} bits per character)",
-                  f"sample:\n{sample}\n"]
-        return summary, report
-
-    return model_kwargs, train_ds, val_ds, make_callbacks, finish
+    return Plan(cls, train.check(), dataclasses.replace(recipe, **recipe_updates),
+                {k: v for k, v in config["model"].items() if k in hyper}, run, config)
 
 
-def _image_setup(train, cls, model_kwargs):
-    """Data, model kwargs, callbacks and the final report of an image generator."""
-    from kerasgen import quality
-    from kerasgen.images import image_datasets, image_grid, load_images, save_png
+def _fresh_plan(args, overrides):
+    from kerasgen import registry
 
-    hyper = {**model_defaults(cls), **model_kwargs}
-    images, labels = load_images(train.data or cls.default_data, hyper["image_size"], hyper["channels"])
-    train_ds, val_ds = image_datasets(images, train.batch_size, train.seed)
-    judge = None
-    if labels is not None:
-        classifier, accuracy = quality.train_classifier(images, labels, seed=train.seed)
-        print(f"quality classifier: {accuracy:.1%} held-out accuracy on the real images")
-        judge = quality.ImageJudge(classifier, images[:2000])
-    uses_validation = cls.monitor == "val_loss"
-
-    def make_callbacks(model):
-        return [quality.ImageLogger(os.path.join(train.out, "logs", "images"), judge,
-                                    images[:32], seed=train.seed)]
-
-    def finish(model):
-        summary, report = {}, []
-        if uses_validation:
-            summary["val_loss"] = model.evaluate(val_ds, verbose=0, return_dict=True)["loss"]
-            report.append(f"validation loss {summary['val_loss']:.4f}")
-        if judge is not None:
-            quality.save_classifier(judge.classifier, train.out)
-            scores = judge.score(np.asarray(model.generate(500, train.seed + 1)))
-            summary.update(scores)
-            report.append(f"generated images: Fréchet distance {scores['fid']:.3f}, classifier "
-                          f"confidence {scores['confidence']:.1%}, class entropy "
-                          f"{scores['class_entropy']:.2f} of {scores['max_class_entropy']:.2f} bits")
-        path = os.path.join(train.out, "samples.png")
-        save_png(path, image_grid(np.asarray(model.generate(64, train.seed))))
-        summary["samples"] = path
-        report.append(f"samples: {path}")
-        return summary, report
-
-    return model_kwargs, train_ds, val_ds if uses_validation else None, make_callbacks, finish
+    base = None
+    if args.init_from:
+        base = RunDir.find(args.init_from).read_config()
+        if args.model and args.model != base["model_name"]:
+            raise UsageError(f"--init_from {args.init_from} is a {base['model_name']!r} run, "
+                             f"not {args.model!r}")
+    cls = registry.get(args.model or (base["model_name"] if base else TrainConfig.model))
+    train, recipe_updates, model_kwargs = apply_overrides(TrainConfig(**cls.train_defaults), cls,
+                                                          overrides)
+    if base is not None:
+        hyper = model_defaults(cls)
+        model_kwargs = {**{k: v for k, v in base["model"].items() if k in hyper}, **model_kwargs}
+        changes = {"recipe": overrides.get("recipe", "finetune")}
+        if "seq_len" not in overrides:
+            changes["seq_len"] = base["train"]["seq_len"]  # the model's context
+        train = dataclasses.replace(train, **changes)
+    recipe = dataclasses.replace(get_recipe(train.recipe), **recipe_updates)
+    if train.out is not None:
+        RunDir.check_new(train.out)  # before the data and the model take their seconds
+    return Plan(cls, dataclasses.replace(train, model=cls.zoo_name).check(), recipe, model_kwargs,
+                data_config=base)
 
 
-def run(train, cls, model_kwargs):
-    """Trains and saves; returns (summary dict, lines to tell the user)."""
+def _train(plan):
+    """Everything after the settings: data, model, run directory, fit. Returns the exit code."""
     import keras
-    import tensorflow as tf
 
-    from kerasgen import recipes
-    from kerasgen.text import CausalLM
+    from kerasgen import trainer
 
-    recipe = recipes.get_recipe(train.recipe or ("finetune" if train.init_from else cls.default_recipe))
-    setup = _text_setup if issubclass(cls, CausalLM) else _image_setup
-    model_kwargs, train_ds, val_ds, make_callbacks, finish = setup(train, cls, model_kwargs)
+    train, recipe, cls = plan.train, plan.recipe, plan.cls
+    first_step = trainer.finished_epochs(plan.run) * train.steps_per_epoch if plan.run else 0
+    model_kwargs, data = cls.family.training_data(cls, train, plan.model_kwargs, plan.data_config,
+                                                  first_step)
     if "dropout" in model_defaults(cls):
         model_kwargs.setdefault("dropout", recipe.dropout)
-
     keras.utils.set_random_seed(train.seed)
-    strategy = tf.distribute.MirroredStrategy() if train.strategy == "mirrored" \
-        else tf.distribute.get_strategy()
+    strategy = trainer.make_strategy(train.strategy)
+    pretrained = RunDir.find(train.init_from).load_model("best") \
+        if train.init_from and plan.run is None else None
+    model = trainer.build_model(cls, model_kwargs, strategy, pretrained, train.freeze_layers)
     with strategy.scope():
+        model.compile_from_recipe(recipe, train.epochs * train.steps_per_epoch,
+                                  jit_compile=train.jit_compile,
+                                  steps_per_execution=min(train.steps_per_execution,
+                                                          train.steps_per_epoch))
+    run = plan.run or RunDir.create(cls.zoo_name, train.out)
+    with run.lock():
+        run.write_config(trainer.run_config(cls, model, train, recipe))
+        print(f"run directory: {run}\nTensorBoard:   tensorboard --logdir {run.logs_dir}", flush=True)
         try:
-            model = cls(**model_kwargs)
-        except ValueError as e:  # hyperparameters that do not fit together
-            raise ConfigError(str(e)) from None
-        model(model.sample_inputs(1))
-        if train.init_from:
-            model.set_weights(load_run(train.init_from)[0].get_weights())
-            model.freeze_lower(train.freeze_layers)
-        recipes.compile_model(model, recipe, train.epochs * train.steps_per_epoch, train.learning_rate,
-                              jit_compile=train.jit_compile,
-                              steps_per_execution=min(train.steps_per_execution, train.steps_per_epoch))
-
-    os.makedirs(train.out, exist_ok=True)
-    with open(os.path.join(train.out, "config.json"), "w") as f:
-        json.dump({"model_name": cls.zoo_name, "train": dataclasses.asdict(train),
-                   "recipe": dataclasses.asdict(recipe), "model": model.get_config()}, f, indent=1)
-
-    monitor = cls.monitor if val_ds is not None or cls.monitor != "val_loss" else None
-    callbacks = recipes.callbacks(train.out, recipe, monitor, first=make_callbacks(model))
-    model.fit(train_ds, epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,
-              validation_data=val_ds, callbacks=callbacks, shuffle=False,  # tf.data shuffles
-              verbose=2 if os.environ.get("CI") else "auto")
-    model.save(os.path.join(train.out, "model.keras"))
-    summary, report = finish(model)
-    with open(os.path.join(train.out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    return summary, report
+            _, report = trainer.train_run(model, data, train, recipe, run)
+        except KeyboardInterrupt:
+            print(f"\n{PROG}: interrupted; continue from the last finished epoch with: "
+                  f"{PROG} --resume {run}", file=sys.stderr)
+            return 130
+        except trainer.TrainingDiverged as e:
+            print(f"{PROG}: error: training diverged: {e}; the last finished epoch is kept: "
+                  f"{PROG} --resume {run} --learning_rate=<lower>", file=sys.stderr)
+            return 1
+    print("\n" + "\n".join(report))
+    print(f"run directory: {run}\nnext:")
+    for line in [*cls.family.example_commands(run), f"python -m kerasgen.export --run {run}",
+                 f"tensorboard --logdir {run.logs_dir}"]:
+        print(f"  {line}")
+    return 0
 
 
 @command("kerasgen.train")
 def main(argv):
     args, overrides = parse_args(argv)
-    import zoo  # noqa: F401  registers the models
-
     if args.list:
         print(list_models())
         return 0
-    train, cls, model_kwargs = _resolve(args, overrides)
-    _, report = run(train, cls, model_kwargs)
-    logdir = os.path.join(train.out, "logs")
-    print("\n" + "\n".join(report))
-    print(f"run directory: {train.out}")
-    print(f"TensorBoard:   tensorboard --logdir {logdir}")
-    return 0
+    if args.resume and args.init_from:
+        raise UsageError("--resume continues a run; --init_from starts a new one: choose one")
+    start_tensorflow()
+    import kerasgen.zoo  # noqa: F401  registers the models
+
+    return _train(_resume_plan(args, overrides) if args.resume else _fresh_plan(args, overrides))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,68 @@
-"""Shared fixtures: quiet TensorFlow, the zoo registered, a tiny text corpus."""
+"""Shared test helpers: the zoo registered, model lists from the registry and the families, tiny
+models and runs, and fresh processes."""
 import os
 import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import pytest
 
-import pytest  # noqa: E402
-
-import zoo  # noqa: E402,F401  registers the models
+import kerasgen.zoo  # noqa: F401  registers the models
+from kerasgen import registry
+from kerasgen.config import model_defaults
+from kerasgen.image import FAMILY as IMAGE
+from kerasgen.text import FAMILY as TEXT
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(REPO, "tests")
 
-# Small enough that every CLI run in the suite takes seconds.
+# Every registered model (a model registered by a plugin, e.g. `-p throwaway_lstm`, included).
+MODELS = registry.names()
+TEXT_MODELS = [n for n in MODELS if registry.get(n).family is TEXT]
+IMAGE_MODELS = [n for n in MODELS if registry.get(n).family is IMAGE]
+VOCAB = "abcdefgh .\n"  # tiny text models' characters (ids 1..11; 0 = unknown)
+
+# Small enough that every CLI run in the suite takes seconds; the data is each family's embedded one.
 TINY_TRAIN = ["--epochs=1", "--steps_per_epoch=2", "--validation_steps=1", "--batch_size=2",
               "--seq_len=8", "--sample_chars=8", "--jit_compile=false"]
-TINY_MODEL = {"gru": ["--units=8", "--embed_dim=4"],
-              "transformer": ["--num_layers=1", "--num_heads=2", "--embed_dim=8"]}
+
+
+def tiny_kwargs(name):
+    """The registry's tiny size, with a vocabulary for models that take one."""
+    cls = registry.get(name)
+    kwargs = dict(cls.tiny)
+    if "vocabulary" in model_defaults(cls) and kwargs.get("vocabulary") is None:
+        kwargs["vocabulary"] = VOCAB[:kwargs.get("vocab_size", len(VOCAB) + 1) - 1]
+        kwargs["vocab_size"] = len(kwargs["vocabulary"]) + 1
+    return kwargs
+
+
+def tiny_model(name, seed=0, **changes):
+    """A built tiny model, the same for the same seed."""
+    keras.utils.set_random_seed(seed)
+    model = registry.get(name)(**{**tiny_kwargs(name), **changes})
+    model(model.sample_inputs(2))
+    return model
+
+
+def tiny_flags(name):
+    """Command-line flags that train `name` at its tiny size."""
+    return [f"--model={name}", *TINY_TRAIN] + [
+        f"--{k}={v}" for k, v in registry.get(name).tiny.items() if k not in ("vocab_size", "vocabulary")]
+
+
+def error_lines(stderr):
+    """What a command printed on stderr, blank lines left out."""
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+def run_python(code_or_args, timeout=300, env=None):
+    """Runs Python in a fresh process from the repo root; returns the CompletedProcess. The tests
+    folder is importable there, so a model registered by a test module loads too."""
+    args = ["-c", code_or_args] if isinstance(code_or_args, str) else code_or_args
+    path = os.pathsep.join(p for p in (REPO, TESTS, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": path, **(env or {})})
 
 
 @pytest.fixture
@@ -23,10 +70,3 @@ def corpus(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("the quick brown fox jumps over the lazy dog.\n" * 20, encoding="utf-8")
     return str(path)
-
-
-def run_python(code_or_args, timeout=300, env=None):
-    """Runs Python in a fresh process from the repo root; returns the CompletedProcess."""
-    args = ["-c", code_or_args] if isinstance(code_or_args, str) else code_or_args
-    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})

@@ -3,9 +3,12 @@
 REST: GET /v1/models/NAME, GET /v1/models/NAME/metadata, POST /v1/models/NAME:predict
 (row `instances` and columnar `inputs`); gRPC: PredictionService Predict and
 GetModelMetadata. Backed by the exported SavedModel; malformed requests get
-the answers TF Serving gives: HTTP 400 {"error": …} / INVALID_ARGUMENT.
+the answers TF Serving gives: HTTP 400 {"error": …} / INVALID_ARGUMENT. Inputs
+a request leaves out are filled from the SignatureDef's `defaults`, as TF
+Serving's predict_util.cc does (GetInputValues).
 """
 import json
+import os
 import threading
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,10 +24,22 @@ class BadRequest(Exception):
     pass
 
 
+def signature_defaults(path):
+    """{signature: {input: default array}} from the SavedModel's saved_model.pb."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    return {name: {k: tf.make_ndarray(v) for k, v in signature.defaults.items()}
+            for name, signature in saved.meta_graphs[0].signature_def.items()}
+
+
 class Served:
     def __init__(self, name, path):
         self.name, self.path = name, path
         self.model = tf.saved_model.load(path)
+        self.defaults = signature_defaults(path)
 
     def specs(self, signature):
         if signature not in self.model.signatures:
@@ -34,6 +49,7 @@ class Served:
 
     def run(self, signature, inputs):
         fn, specs = self.specs(signature)
+        inputs = {**self.defaults.get(signature, {}), **inputs}
         missing = sorted(set(specs) - set(inputs))
         extra = sorted(set(inputs) - set(specs))
         if missing or extra:

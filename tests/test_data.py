@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from kerasgen.data import CharVocab, DataError, load_text, split_ids, text_datasets
+from kerasgen.errors import DataError
+from kerasgen.text.data import CharVocab, load_text, split_ids, text_datasets
 
 
 def test_embedded_corpus_needs_no_download():
@@ -56,12 +57,21 @@ def test_split_is_contiguous_90_10():
         split_ids(np.arange(50), 8)
 
 
-def test_windows_are_next_token_pairs():
+def test_windows_are_next_token_pairs_and_validation_covers_the_whole_split():
     ids = np.arange(1, 2001, dtype=np.int32)
-    train, val = text_datasets(ids, seq_len=16, batch_size=4, validation_steps=3, seed=0)
+    train, val = text_datasets(ids, seq_len=16, batch_size=4, seed=0)
     x, y = next(iter(train))
     assert x.shape == y.shape == (4, 16)
     np.testing.assert_array_equal(x.numpy() + 1, y.numpy())  # consecutive ids: y is x shifted
     assert x.numpy().max() <= 1800  # training windows stay in the first 90%
-    val_batches = list(val)
-    assert len(val_batches) == 3 and val_batches[0][0].numpy().min() > 1800
+    inputs = np.concatenate([b[0].numpy().ravel() for b in val])
+    assert inputs.min() == 1801 and len(inputs) == (200 - 1) // 16 * 16  # every whole window
+    _, capped = text_datasets(ids, seq_len=16, batch_size=4, seed=0, validation_steps=2)
+    assert len(list(capped)) == 2
+
+
+def test_the_training_stream_resumes_exactly_at_any_step():
+    ids = np.arange(1, 5001, dtype=np.int32)
+    whole = [b[0].numpy() for b in text_datasets(ids, 8, 4, seed=3)[0].take(10)]
+    later = [b[0].numpy() for b in text_datasets(ids, 8, 4, seed=3, first_step=6)[0].take(4)]
+    np.testing.assert_array_equal(np.stack(later), np.stack(whole[6:]))

@@ -1,4 +1,5 @@
-"""python -m kerasgen.export: TF Serving layout, atomic versions, signatures without kerasgen, LiteRT."""
+"""Export: TF Serving layout, atomic versions, signatures without kerasgen, LiteRT, the client."""
+import argparse
 import json
 import os
 import signal
@@ -6,49 +7,49 @@ import subprocess
 import sys
 import time
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, TINY_MODEL, TINY_TRAIN, run_python
-from export import tflite
-from export.saved_model import WARMUP_FILE, call_every_signature, export_saved_model, serving_for
-from kerasgen import export as export_cli
-from kerasgen import registry, train
-from kerasgen.data import CharVocab
-from kerasgen.generation import Sampling, generate
-from test_zoo import MODELS, TEXT_MODELS
+from conftest import IMAGE_MODELS, MODELS, REPO, TEXT_MODELS, run_python, tiny_flags, tiny_model
+from kerasgen import train
+from kerasgen.export import tflite
+from kerasgen.export.__main__ import main as export_main
+from kerasgen.export.saved_model import WARMUP_FILE, export_saved_model
+from kerasgen.family import families
+from kerasgen.text.data import CharVocab
+from kerasgen.text.decoding import generate
+from kerasgen.text.sampling import Sampling
+from kerasgen.text.serving import tflite_generate
+from standin_server import StandIn, signature_defaults
 
-VOCAB = CharVocab("abcdefgh .\n")
+
+def export_args(**changes):
+    """The export CLI's defaults (every family's flags), as the families' serving() gets them."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--max_batch", type=int, default=64)
+    for family in families():
+        family.add_export_arguments(parser)
+    return argparse.Namespace(**{**vars(parser.parse_args([])), **changes})
 
 
-def tiny_model(name):
-    cls = registry.get(name)
-    keras.utils.set_random_seed(0)
-    kwargs = dict(cls.tiny)
-    if name in TEXT_MODELS:
-        kwargs.update(vocab_size=VOCAB.size, vocabulary=VOCAB.chars)
-    model = cls(**kwargs)
-    model(model.sample_inputs(1))
-    return model
+def export(model, base, **changes):
+    return export_saved_model(model, model.family.serving(model, export_args(**changes)),
+                              type(model).zoo_name, str(base))
 
 
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    (root / "corpus.txt").write_text("the quick brown fox jumps over the lazy dog.\n" * 20)
-    out = str(root / "run")
-    assert train.main(["--model=transformer", "--data", str(root / "corpus.txt"), "--out", out,
-                       *TINY_TRAIN, *TINY_MODEL["transformer"]]) == 0
+    out = str(tmp_path_factory.mktemp("export") / "run")
+    assert train.main([*tiny_flags("transformer"), "--out", out]) == 0
     return out
 
 
 def test_cli_writes_versions_models_config_and_warmup_and_never_overwrites(text_run, tmp_path, capsys):
     base = str(tmp_path / "models")
     args = ["--run", text_run, "--base", base, "--formats", "saved_model"]
-    assert export_cli.main(args) == 0
-    assert export_cli.main(args) == 0
+    assert export_main(args) == 0
+    assert export_main(args) == 0
     printed = capsys.readouterr().out
     assert "docker run" in printed and "tensorflow/serving" in printed and "8501" in printed
     assert sorted(os.listdir(os.path.join(base, "transformer"))) == ["1", "2"]
@@ -56,26 +57,38 @@ def test_cli_writes_versions_models_config_and_warmup_and_never_overwrites(text_
         assert os.path.exists(os.path.join(base, "transformer", "2", part)), part
     config = open(os.path.join(base, "models.config")).read()
     assert "name: 'transformer'" in config and "base_path: '/models/transformer'" in config
-    assert export_cli.main([*args, "--version", "1"]) == 2
+    assert export_main([*args, "--version", "1"]) == 2
     assert "never overwritten" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags, message", [(["--formats", "onnx"], "--formats"),
                                             (["--quantize", "int4"], "--quantize"),
-                                            (["--version", "0"], "--version")])
+                                            (["--version", "0"], "--version"),
+                                            (["--max_batch", "0"], "--max_batch"),
+                                            (["--name", "../escape"], "not usable as a folder name")])
 def test_cli_bad_flags_are_one_line_and_exit_2(text_run, tmp_path, capsys, flags, message):
-    assert export_cli.main(["--run", text_run, "--base", str(tmp_path), *flags]) == 2
+    assert export_main(["--run", text_run, "--base", str(tmp_path), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert os.listdir(tmp_path) == []
 
 
-def test_killed_export_leaves_no_numeric_version_and_a_retry_works(text_run, tmp_path):
+def test_litert_files_are_never_overwritten(text_run, tmp_path, capsys):
+    base = str(tmp_path / "models")
+    args = ["--run", text_run, "--base", base, "--formats", "tflite"]
+    assert export_main(args) == 0
+    path = os.path.join(base, "transformer", "tflite", "1", "model.tflite")
+    before = os.path.getmtime(path)
+    assert export_main([*args, "--version", "1"]) == 2
+    assert "never overwritten" in capsys.readouterr().err and os.path.getmtime(path) == before
+
+
+@pytest.mark.slow
+def test_killed_export_leaves_no_numeric_version_and_the_next_export_cleans_up(text_run, tmp_path):
     base = tmp_path / "models"
     command = [sys.executable, "-m", "kerasgen.export", "--run", text_run, "--base", str(base),
                "--formats", "saved_model"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     model_dir = base / "transformer"
     deadline = time.time() + 240
     while time.time() < deadline and not (model_dir.exists() and any(
@@ -85,15 +98,14 @@ def test_killed_export_leaves_no_numeric_version_and_a_retry_works(text_run, tmp
     process.wait()
     assert model_dir.exists(), "the exporter never started writing"
     assert not [p for p in model_dir.iterdir() if p.name.isdigit()]
-    assert export_cli.main(["--run", text_run, "--base", str(base), "--formats", "saved_model"]) == 0
-    assert [p.name for p in model_dir.iterdir() if p.name.isdigit()] == ["1"]
+    assert export_main(["--run", text_run, "--base", str(base), "--formats", "saved_model"]) == 0
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1"]  # the dead export's tmp is gone
 
 
-def test_warmup_requests_parse_and_replay(text_run, tmp_path):
+def test_warmup_requests_parse_and_replay(tmp_path):
     from tensorflow_serving.apis import prediction_log_pb2
 
-    path = export_saved_model(keras.saving.load_model(os.path.join(text_run, "model.keras")),
-                              "transformer", str(tmp_path))
+    path = export(tiny_model("transformer"), tmp_path)
     loaded = tf.saved_model.load(path)
     seen = set()
     for record in tf.data.TFRecordDataset(os.path.join(path, "assets.extra", WARMUP_FILE)):
@@ -120,44 +132,66 @@ for name, inputs in json.loads(sys.argv[2]).items():
             for k, v in inputs.items()}
     out[name] = {k: (v.numpy().astype(str) if v.dtype == tf.string else v.numpy()).tolist()
                  for k, v in fn(**args).items()}
-assert not [m for m in sys.modules if m.split(".")[0] in ("kerasgen", "zoo")], "imported model code"
+assert not [m for m in sys.modules if m.split(".")[0] == "kerasgen"], "imported model code"
 print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_every_signature_runs_without_kerasgen_and_matches_in_process(name, tmp_path):
-    model = tiny_model(name)
-    path = export_saved_model(model, name, str(tmp_path))
-    if name in TEXT_MODELS:
-        requests = {"generate": {"prompt": ["ab", "h"], "max_new_tokens": [12], "temperature": [1.0],
-                                 "top_k": [0], "top_p": [0.9], "repetition_penalty": [1.2],
-                                 "seed": [7]},
-                    "serving_default": {"prompt": ["abc"]},
-                    "logits": {"token_ids": [[1, 2, 3], [4, 5, 6]]}}
-    else:
-        requests = {"serving_default": {"seed": [1, 2]},
-                    "decode": {"latent": np.ones((2, model.latent_dim)).tolist()}}
-    result = run_python(["-c", FRESH_PROCESS, path, json.dumps(requests)])
+def run_fresh(path, requests):
+    jsonable = {name: {k: np.asarray(v).tolist() for k, v in inputs.items()}
+                for name, inputs in requests.items()}
+    result = run_python(["-c", FRESH_PROCESS, path, json.dumps(jsonable)])
     assert result.returncode == 0, result.stderr[-3000:]
-    served = json.loads(result.stdout.strip().splitlines()[-1])
-    if name in TEXT_MODELS:
-        expected = generate(model, ["ab", "h"], 12, Sampling(temperature=1.0, top_p=0.9,
-                                                               repetition_penalty=1.2, seed=7))
-        assert served["generate"]["text"] == expected
-        assert np.array(served["generate"]["token_ids"]).shape == (2, 12)
-        assert len(served["serving_default"]["text"][0]) == 200
-        np.testing.assert_allclose(served["logits"]["logits"],
-                                   model(np.array([[1, 2, 3], [4, 5, 6]]))[:, -1], atol=1e-5)
-    else:
-        images = np.asarray(model.decode(np.ones((2, model.latent_dim), np.float32)))
-        assert np.max(np.abs(np.array(served["decode"]["images"]) - images * 255)) <= 1.0
-        assert np.array(served["serving_default"]["images"]).shape == (2, *model.image_shape)
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_saved_model_cli_show_and_run(text_run, tmp_path):
-    path = export_saved_model(keras.saving.load_model(os.path.join(text_run, "model.keras")),
-                              "transformer", str(tmp_path))
+@pytest.mark.parametrize("name", MODELS)
+def test_every_signature_runs_without_kerasgen_or_keras(name, tmp_path):
+    model = tiny_model(name)
+    serving = model.family.serving(model, export_args())
+    served = run_fresh(export(model, tmp_path), serving.warmup_inputs())
+    assert set(served) == set(serving.endpoints())
+    for outputs in served.values():
+        for value in outputs.values():
+            value = np.asarray(value)
+            assert value.size and (value.dtype.kind not in "fc" or np.isfinite(value).all())
+
+
+@pytest.mark.parametrize("name", TEXT_MODELS)
+def test_served_text_equals_in_process_text_and_only_the_prompt_is_required(name, tmp_path):
+    model = tiny_model(name)
+    path = export(model, tmp_path)
+    served = run_fresh(path, {
+        "generate": {"prompt": ["ab", "h"], "max_new_tokens": [12], "temperature": [1.0],
+                     "top_k": [0], "top_p": [0.9], "repetition_penalty": [1.2], "seed": [7]},
+        "serving_default": {"prompt": ["abc"]},
+        "logits": {"token_ids": [[1, 2, 3], [4, 5, 6]]}})
+    expected = generate(model, ["ab", "h"], Sampling(12, temperature=1.0, top_p=0.9,
+                                                     repetition_penalty=1.2, seed=7))
+    assert served["generate"]["text"] == expected
+    assert np.array(served["generate"]["token_ids"]).shape == (2, 12)
+    assert served["serving_default"]["text"] == generate(model, ["abc"], Sampling())
+    np.testing.assert_allclose(served["logits"]["logits"],
+                               model(np.array([[1, 2, 3], [4, 5, 6]]))[:, -1], atol=1e-5)
+    defaults = signature_defaults(path)["generate"]
+    assert {k: v.item() for k, v in defaults.items()} == pytest.approx(
+        {key: getattr(Sampling(), key) for key in defaults})
+    assert set(defaults) == {"max_new_tokens", "temperature", "top_k", "top_p",
+                             "repetition_penalty", "seed"}
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_served_images_equal_in_process_images(name, tmp_path):
+    model = tiny_model(name)
+    served = run_fresh(export(model, tmp_path), {"serving_default": {"seed": [1, 2]},
+                                                 "decode": {"latent": np.ones((2, model.latent_dim))}})
+    images = np.asarray(model.decode(np.ones((2, model.latent_dim), np.float32)))
+    assert np.max(np.abs(np.array(served["decode"]["images"]) - images * 255)) <= 1.0
+    assert np.array(served["serving_default"]["images"]).shape == (2, *model.image_shape)
+
+
+def test_saved_model_cli_show_and_run(tmp_path):
+    path = export(tiny_model("transformer"), tmp_path)
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     shown = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True, text=True)
     assert shown.returncode == 0 and "signature_def['generate']" in shown.stdout
@@ -174,63 +208,88 @@ def _builtin_only(model_bytes):
     return ops
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_tflite_runs_on_stock_litert_with_builtins_and_matches_keras(name):
+@pytest.mark.parametrize("name", TEXT_MODELS)
+def test_text_litert_step_decoder_runs_on_stock_litert_and_matches_keras(name):
     model = tiny_model(name)
-    data = tflite.convert(model)
+    data = tflite.convert(model.family.tflite_function(model))
     _builtin_only(data)
     runner = tflite.interpreter(data)
-    if name in TEXT_MODELS:
-        prompt = VOCAB.encode("abc")
-        ours = tflite.tflite_generate(runner, model, prompt, 4)
-        keras_ids = generate(model, ["abc"], 4, Sampling(temperature=0))[0]
-        assert VOCAB.decode(ours) == keras_ids
-        state = [np.asarray(s) for s in tf.nest.flatten(model.initial_state(1))]
-        out = tflite.run_signature(runner, token_id=np.array([2], np.int32),
-                                   position=np.array(0, np.int32),
-                                   **{f"state_{i}": s for i, s in enumerate(state)})
-        logits, _ = model.step(tf.constant([2]), model.initial_state(1), 0)
-        np.testing.assert_allclose(out["logits"], logits, atol=1e-4)
-    else:
-        latent = np.random.default_rng(0).normal(size=(1, model.latent_dim)).astype(np.float32)
-        out = tflite.run_signature(runner, latent=latent)
-        np.testing.assert_allclose(out["images"], model.decode(latent), atol=1e-4)
+    vocab = CharVocab(model.vocabulary)
+    ours = tflite_generate(runner, model, vocab.encode("abc"), 4)
+    assert vocab.decode(ours) == generate(model, ["abc"], Sampling(4, temperature=0))[0]
+    state = [np.asarray(s) for s in tf.nest.flatten(model.initial_state(1))]
+    out = tflite.run_signature(runner, token_id=np.array([2], np.int32), position=np.array(0, np.int32),
+                               **{f"state_{i}": s for i, s in enumerate(state)})
+    logits, _ = model.step(tf.constant([2]), model.initial_state(1), 0)
+    np.testing.assert_allclose(out["logits"], logits, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["gru", "conv"])
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_image_litert_generator_runs_on_stock_litert_and_matches_keras(name):
+    model = tiny_model(name)
+    data = tflite.convert(model.family.tflite_function(model))
+    _builtin_only(data)
+    latent = np.random.default_rng(0).normal(size=(1, model.latent_dim)).astype(np.float32)
+    out = tflite.run_signature(tflite.interpreter(data), latent=latent)
+    np.testing.assert_allclose(out["images"], model.decode(latent), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", [TEXT_MODELS[0], IMAGE_MODELS[0]])
 @pytest.mark.parametrize("quantize", ["dynamic", "float16", "int8"])
-def test_quantized_tflite_loads_and_runs(name, quantize):
+def test_quantized_litert_loads_and_runs(name, quantize):
+    from kerasgen.image.serving import calibration_inputs as latents
+    from kerasgen.text.serving import calibration_inputs as states
+
     model = tiny_model(name)
-    sample = VOCAB.encode("abc defg habc") if name in TEXT_MODELS else \
-        np.random.default_rng(0).normal(size=(16, model.latent_dim)).astype(np.float32)
-    calibration = tflite.calibration_inputs(model, sample) if quantize == "int8" else None
-    data = tflite.convert(model, quantize, calibration)
+    calibration = states(model, "abc defg habc") if name in TEXT_MODELS else latents(model, 16)
+    data = tflite.convert(model.family.tflite_function(model), quantize,
+                          calibration if quantize == "int8" else None)
     _builtin_only(data)
-    runner = tflite.interpreter(data)
-    inputs = calibration[0] if calibration else tflite.calibration_inputs(model, sample)[0]
-    outputs = tflite.run_signature(runner, **inputs)
+    outputs = tflite.run_signature(tflite.interpreter(data), **calibration[0])
     assert all(np.all(np.isfinite(v)) for v in outputs.values())
 
 
-@pytest.fixture(scope="module")
-def served_text(text_run, tmp_path_factory):
-    from standin_server import StandIn
+def test_xla_export_generates_the_same_text(tmp_path):
+    model = tiny_model("transformer")
+    loaded = tf.saved_model.load(export(model, tmp_path, xla=True))
+    out = loaded.signatures["generate"](
+        prompt=tf.constant(["ab"]), max_new_tokens=tf.constant([30]),
+        temperature=tf.constant([1.0]), top_k=tf.constant([4]), top_p=tf.constant([1.0]),
+        repetition_penalty=tf.constant([1.0]), seed=tf.constant([2]))
+    expected = generate(model, ["ab"], Sampling(30, temperature=1.0, top_k=4, seed=2))
+    assert [t.decode() for t in out["text"].numpy()] == expected
 
-    model = keras.saving.load_model(os.path.join(text_run, "model.keras"))
-    path = export_saved_model(model, "tiny", str(tmp_path_factory.mktemp("served")))
+
+@pytest.fixture(scope="module")
+def served_text(tmp_path_factory):
+    model = tiny_model("transformer")
+    path = export_saved_model(model, model.family.serving(model, export_args()), "tiny",
+                              str(tmp_path_factory.mktemp("served")))
     with StandIn("tiny", path) as server:
         yield server, model
 
 
 @pytest.mark.parametrize("protocol, columnar", [("rest", False), ("rest", True), ("grpc", False)])
 def test_client_generates_through_the_stand_in_like_in_process(served_text, protocol, columnar):
-    from kerasgen.serving import ServingClient
+    from kerasgen.serving_client import ServingClient
 
     server, model = served_text
     client = ServingClient("tiny", "127.0.0.1", server.rest_port, server.grpc_port, protocol)
     texts = client.generate(["the ", "a"], columnar=columnar, max_new_tokens=10, top_p=0.9, seed=3)
-    assert texts == generate(model, ["the ", "a"], 10, Sampling(temperature=0.8, top_p=0.9, seed=3))
+    assert texts == generate(model, ["the ", "a"], Sampling(10, top_p=0.9, seed=3))
     assert {"serving_default", "generate", "logits"} <= set(client.metadata())
+
+
+@pytest.mark.parametrize("body", [{"instances": [{"prompt": "ab"}]}, {"inputs": {"prompt": ["ab"]}}])
+def test_a_prompt_only_rest_request_gets_the_defaults(served_text, body):
+    from kerasgen.serving_client import ServingClient
+
+    server, model = served_text
+    client = ServingClient("tiny", "127.0.0.1", server.rest_port)
+    reply = client._rest(":predict", {"signature_name": "generate", **body})
+    texts = [p["text"] for p in reply["predictions"]] if "predictions" in reply \
+        else reply["outputs"]["text"]
+    assert texts == generate(model, ["ab"], Sampling())
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
@@ -240,7 +299,7 @@ def test_client_generates_through_the_stand_in_like_in_process(served_text, prot
     ({"token_ids": [1, 2, 3]}, "rank"),            # wrong rank
 ])
 def test_malformed_requests_come_back_as_one_clean_error(served_text, protocol, inputs, message):
-    from kerasgen.serving import ServingClient, ServingError
+    from kerasgen.serving_client import ServingClient, ServingError
 
     server, _ = served_text
     client = ServingClient("tiny", "127.0.0.1", server.rest_port, server.grpc_port, protocol)
@@ -261,14 +320,3 @@ def test_client_cli_prints_text_and_reports_errors_in_one_line(served_text, caps
                         str(server.rest_port), "metadata"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "HTTP 404" in err[0]
-
-
-def test_xla_export_generates_the_same_text(tmp_path):
-    model = tiny_model("transformer")
-    loaded = tf.saved_model.load(export_saved_model(model, "t", str(tmp_path), jit_compile=True))
-    out = loaded.signatures["generate"](
-        prompt=tf.constant(["ab"]), max_new_tokens=tf.constant([30]),
-        temperature=tf.constant([1.0]), top_k=tf.constant([4]), top_p=tf.constant([1.0]),
-        repetition_penalty=tf.constant([1.0]), seed=tf.constant([2]))
-    expected = generate(model, ["ab"], 30, Sampling(temperature=1.0, top_k=4, seed=2))
-    assert [t.decode() for t in out["text"].numpy()] == expected

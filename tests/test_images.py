@@ -1,21 +1,13 @@
-"""Image data sources, their bad inputs, the quality metrics, and the image CLI end to end."""
-import json
-import os
-
+"""Image data sources and their bad inputs, every image model's sampling, and the quality metrics."""
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from conftest import run_python
-from kerasgen import train
-from kerasgen.data import DataError
-from kerasgen.images import image_datasets, image_grid, load_images
-from kerasgen.quality import frechet_distance
-from test_train_cli import TF_LOG
-
-TINY_IMAGE_TRAIN = ["--epochs=1", "--steps_per_epoch=2", "--batch_size=4", "--jit_compile=false",
-                    "--image_size=8", "--latent_dim=4"]
+from conftest import IMAGE_MODELS, tiny_model
+from kerasgen.errors import DataError
+from kerasgen.image.data import image_datasets, image_grid, load_images, prepare_images
+from kerasgen.image.metrics import frechet_distance
 
 
 def write_pngs(folder, sizes):
@@ -52,6 +44,13 @@ def test_mock_tfds_mnist_batches_have_the_right_shape_and_range():
     assert sum(len(b) for b in val_ds) == 2  # 10% of 20
 
 
+def test_the_training_stream_resumes_exactly_at_any_step():
+    images = np.random.default_rng(0).random((50, 4, 4, 1)).astype(np.float32)
+    whole = [b.numpy() for b in image_datasets(images, 8, seed=3)[0].take(12)]
+    later = [b.numpy() for b in image_datasets(images, 8, seed=3, first_step=7)[0].take(5)]
+    np.testing.assert_array_equal(np.stack(later), np.stack(whole[7:]))
+
+
 @pytest.mark.parametrize("key, dtype, scale", [("x_train", np.uint8, 255), ("x", np.float32, 1.0)])
 def test_npz_images(tmp_path, key, dtype, scale):
     path = tmp_path / "images.npz"
@@ -70,24 +69,49 @@ def test_rgb_folder_becomes_gray_or_stays_rgb(tmp_path):
     check_images(load_images(str(folder), 12, channels=3)[0], channels=3)
 
 
+def _write(path, data):
+    path.write_bytes(data)
+    return str(path)
+
+
+def _npz(d, **arrays):
+    np.savez(d / "data.npz", **arrays)
+    return str(d / "data.npz")
+
+
 @pytest.mark.parametrize("make, message", [
-    (lambda d: np.savez(d / "bad.npz", labels=np.zeros(3)) or str(d / "bad.npz"), "has no image array"),
+    (lambda d: _npz(d, labels=np.zeros(3)), "has no image array"),
     (lambda d: (d / "empty").mkdir() or str(d / "empty"), "holds no PNG or JPEG"),
     (lambda d: write_pngs(d / "mixed", [8, 9]), "mixes image sizes"),
     (lambda d: write_broken_png(d / "broken"), "cannot read image"),
+    (lambda d: _npz(d, x=np.full((4, 8, 8), np.nan, np.float32)), "NaN or infinite"),
+    (lambda d: _npz(d, x=np.zeros((4, 8, 8)), y=np.array([0, 1, 2, 1e9])), "class indices"),
+    (lambda d: _npz(d, x=np.zeros((4, 8, 8)), y=np.array([0, 1, -3, 1])), "class indices"),
+    (lambda d: _npz(d, x=np.zeros((4, 8, 8)), y=np.array([0, 1, 2])), "one per image"),
+    (lambda d: _write(d / "junk.npz", b"PK\x03\x04junk"), "not a readable .npz"),
 ])
 def test_bad_image_data_is_a_data_error(tmp_path, make, message):
     with pytest.raises(DataError, match=message):
         load_images(make(tmp_path), 8)
 
 
-def test_bad_image_data_from_the_cli_is_one_line_exit_2_and_writes_nothing(tmp_path):
-    folder = write_pngs(tmp_path / "mixed", [8, 9])
-    out = tmp_path / "run"
-    result = run_python(["-m", "kerasgen.train", "--model", "dense", "--data", folder, "--out", str(out)])
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not TF_LOG.match(line)]
-    assert result.returncode == 2 and len(lines) == 1 and "mixes image sizes" in lines[0], result.stderr
-    assert not out.exists()
+def test_object_arrays_are_refused_not_unpickled(tmp_path):
+    np.savez(tmp_path / "obj.npz", x=np.array([np.zeros((8, 8))] * 2, dtype=object))
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_images(str(tmp_path / "obj.npz"), 8)
+    with pytest.raises(DataError, match="numeric pixels"):
+        prepare_images(np.array([["a"]] * 2, dtype=object), 8, 1)
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_images_are_in_range_and_sampling_is_deterministic_for_a_seed(name):
+    model = tiny_model(name)
+    outputs = np.asarray(model(model.sample_inputs(2)))
+    assert outputs.shape == (2, *model.image_shape) and outputs.min() >= 0 and outputs.max() <= 1
+    first, again, other = model.generate(4, 7), model.generate(4, 7), model.generate(4, 8)
+    assert first.shape == (4, *model.image_shape)
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
 
 
 def test_frechet_distance_is_zero_for_a_set_with_itself_and_grows_with_noise():
@@ -101,21 +125,3 @@ def test_frechet_distance_is_zero_for_a_set_with_itself_and_grows_with_noise():
 def test_image_grid_tiles_images_with_gaps():
     grid = image_grid(np.ones((10, 4, 4, 1)), columns=8)
     assert grid.shape == (2 * 5 + 1, 8 * 5 + 1, 1) and grid.dtype == np.uint8
-
-
-@pytest.mark.parametrize("name, extra", [("conv", ["--filters=4"]), ("vae", ["--filters=4"])])
-def test_train_cli_writes_samples_png_metrics_and_image_summaries(name, extra, tmp_path, capsys):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out = str(tmp_path / "run")
-    assert train.main(["--model", name, "--out", out, *TINY_IMAGE_TRAIN, *extra]) == 0
-    printed = capsys.readouterr().out
-    assert f"samples: {out}/samples.png" in printed and "Fréchet distance" in printed
-    picture = np.asarray(Image.open(os.path.join(out, "samples.png")))
-    assert picture.ndim == 2 and picture.shape[0] > 8 * 8  # an 8×8 grid, enlarged
-    summary = json.load(open(os.path.join(out, "summary.json")))
-    assert {"fid", "class_entropy", "confidence"} <= set(summary)
-    images = EventAccumulator(os.path.join(out, "logs", "images")).Reload().Tags()
-    assert "samples" in images["tensors"] + images["images"]
-    for path in ("model.keras", "classifier.keras", "checkpoints/best.keras", "config.json"):
-        assert os.path.exists(os.path.join(out, path)), path

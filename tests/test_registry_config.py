@@ -1,22 +1,30 @@
-"""The registry is strict and --key=value overrides fail loudly."""
+"""The registry is strict, --key=value overrides fail loudly, and the source catalogue agrees with it."""
+import dataclasses
+import re
+
 import keras
 import pytest
 
+from conftest import MODELS
 from kerasgen import registry
-from kerasgen.config import ConfigError, TrainConfig, apply_overrides
+from kerasgen.catalogue import zoo_models
+from kerasgen.config import TrainConfig, apply_overrides, from_dict, model_defaults
+from kerasgen.errors import ConfigError
+from kerasgen.family import families
+from kerasgen.recipes import Recipe, get_recipe
 
 
 def test_duplicate_name_is_an_error():
     with pytest.raises(KeyError, match="registered twice"):
         @registry.register("gru", tiny={}, description="again")
         class Again(keras.Model):
-            pass
+            family = families()[0]
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(KeyError) as err:
-        registry.get("lstm")
-    assert "gru" in err.value.args[0] and "transformer" in err.value.args[0]
+    with pytest.raises(ConfigError) as err:
+        registry.get("no such model")
+    assert all(name in str(err.value) for name in registry.names())
 
 
 def test_registered_class_is_keras_serializable():
@@ -24,13 +32,47 @@ def test_registered_class_is_keras_serializable():
     assert keras.saving.get_registered_object("kerasgen>GRUGenerator") is cls
 
 
-def test_overrides_route_to_training_or_model_with_types():
-    train, model_kwargs = apply_overrides(
+def test_every_model_has_a_family_and_trains_with_its_defaults_and_its_own():
+    for name in MODELS:
+        cls = registry.get(name)
+        assert cls.family in families()
+        assert {**cls.family.train_defaults, **cls.train_defaults} == cls.train_defaults
+        TrainConfig(**cls.train_defaults).check()
+
+
+def test_the_source_catalogue_lists_exactly_what_the_zoo_registers():
+    """`--list` reads the sources without TensorFlow; it must say what importing the zoo does."""
+    listed = {m["name"]: m for m in zoo_models()}
+    zoo = [n for n in MODELS if registry.get(n).__module__.startswith("kerasgen.zoo.")]
+    assert sorted(listed) == sorted(zoo)
+    for name in zoo:
+        cls = registry.get(name)
+        assert listed[name]["description"] == cls.description
+        assert listed[name]["family"] == cls.family.name
+        assert listed[name]["hyperparameters"] == model_defaults(cls)
+        assert listed[name]["train"] == cls.train_defaults
+
+
+def test_overrides_route_to_training_model_and_recipe_with_types():
+    train, recipe, model_kwargs = apply_overrides(
         TrainConfig(), registry.get("transformer"),
         {"batch_size": "12", "learning_rate": "3e-4", "num_layers": "4", "dropout": "0.1",
-         "tie_weights": "false", "jit_compile": "0"})
-    assert (train.batch_size, train.learning_rate, train.jit_compile) == (12, 3e-4, False)
+         "tie_weights": "false", "jit_compile": "0", "weight_decay": "0.05", "validation_steps": "none"})
+    assert (train.batch_size, train.jit_compile, train.validation_steps) == (12, False, None)
+    assert recipe == {"learning_rate": 3e-4, "weight_decay": 0.05}
     assert model_kwargs == {"num_layers": 4, "dropout": 0.1, "tie_weights": False}
+
+
+def test_every_recipe_field_is_settable_and_gans_take_their_own_discriminator_rate():
+    _, recipe, _ = apply_overrides(TrainConfig(), registry.get("conv"),
+                                   {f.name: "0.5" for f in dataclasses.fields(Recipe)
+                                    if f.name != "patience"})
+    assert set(recipe) == {f.name for f in dataclasses.fields(Recipe)} - {"patience"}
+    model = registry.get("conv")(**registry.get("conv").tiny)
+    model(model.sample_inputs(1))
+    model.compile_from_recipe(dataclasses.replace(get_recipe("gan"), d_learning_rate=1e-2), 10)
+    peak = lambda o: o.get_config()["learning_rate"]["config"]["warmup_target"]  # noqa: E731
+    assert (peak(model.optimizer), peak(model.d_optimizer)) == (2e-4, 1e-2)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -38,7 +80,27 @@ def test_overrides_route_to_training_or_model_with_types():
     ({"batch_size": "twelve"}, "expected a value of type int"),
     ({"units": "1.5"}, "expected a value of type int"),
     ({"jit_compile": "maybe"}, "expected a value of type bool"),
+    ({"learning_rate": "nan"}, "finite number"),
+    ({"clipnorm": "fast"}, "expected a value of type float"),
 ])
 def test_bad_overrides_are_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
         apply_overrides(TrainConfig(), registry.get("gru"), overrides)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(batch_size=-1), "batch_size=-1 must be ≥ 1"), (dict(epochs=0), "epochs=0 must be ≥ 1"),
+    (dict(seed=99999999999), "seed=99999999999 must be < 2^31"),
+    (dict(validation_steps=0), "validation_steps=0"), (dict(strategy="tpu"), "strategy"),
+])
+def test_unusable_training_values_are_config_errors(changes, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        dataclasses.replace(TrainConfig(), **changes).check()
+
+
+def test_settings_read_back_from_a_file_are_checked():
+    assert from_dict(TrainConfig, {"epochs": 3}, "x").epochs == 3
+    with pytest.raises(ConfigError, match="unknown settings: wings"):
+        from_dict(TrainConfig, {"wings": 2}, "x")
+    with pytest.raises(ConfigError, match="seq_len='long' is not of type int"):
+        from_dict(TrainConfig, {"seq_len": "long"}, "x")

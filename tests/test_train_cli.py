@@ -1,7 +1,7 @@
-"""python -m kerasgen.train end to end at tiny sizes, its bad inputs, resume and strategies."""
+"""python -m kerasgen.train as a user meets it: help, listing, bad input, what it prints, TensorBoard,
+interruption, strategies."""
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -10,33 +10,103 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY_MODEL, TINY_TRAIN, run_python
-from kerasgen import train
+from conftest import REPO, TESTS, TINY_TRAIN, error_lines, run_python, tiny_flags
+from kerasgen import registry, train
+from kerasgen.rundir import RunDir
 
-# TensorFlow's C++ start-up lines, printed before absl logging is set up, whatever the log level.
-TF_LOG = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} )")
+GRU = tiny_flags("gru")
 
 
-@pytest.mark.parametrize("name", sorted(TINY_MODEL))
-def test_train_writes_a_complete_run_directory(name, corpus, tmp_path, capsys):
+@pytest.mark.parametrize("command", [["-m", "kerasgen.train", "--help"], ["-m", "kerasgen.train", "--list"],
+                                     ["-m", "kerasgen.generate", "--help"],
+                                     ["-m", "kerasgen.evaluate", "--help"],
+                                     ["-m", "kerasgen.export", "--help"],
+                                     ["-m", "kerasgen.client", "--help"]])
+def test_help_and_list_answer_without_importing_tensorflow(command):
+    """TensorFlow's import alone takes seconds: --help and --list must not pay for it."""
+    code = (f"import runpy, sys\nsys.argv = ['x', *{command[2:]!r}]\n"
+            f"try:\n    runpy.run_module({command[1]!r}, run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported TF'\n")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage:" in result.stdout or "model:" in result.stdout
+
+
+def test_list_names_every_zoo_model_with_its_sizes_and_training_defaults(capsys):
+    assert train.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in registry.names():
+        if registry.get(name).__module__.startswith("kerasgen.zoo."):
+            assert f"\n{name} " in "\n" + out
+    assert "units=256" in out and "filters=64" in out and "epochs=30" in out and "recipe=gan" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "no_such_model"], "unknown model 'no_such_model'; known models: " +
+     ", ".join(registry.names())),
+    (["--nope=1"], "unknown option --nope"),
+    (["--batch_size=twelve"], "expected a value of type int"),
+    (["--batch_size=-1"], "batch_size=-1 must be ≥ 1"),
+    (["--seed", "99999999999"], "must be < 2^31"),
+    (["--epochs", "0"], "epochs=0 must be ≥ 1"),
+    (["--data", "/no/such/file.txt"], "data file not found"),
+    (["--data", "EMPTY"], "is empty"),
+    (["--data", "SHORT", "--seq_len=64"], "too short for seq_len=64"),
+    (["--recipe", "fast"], "unknown recipe 'fast'"),
+    (["--resume", "/no/such/run"], "does not exist"),
+    (["--init_from", "/no/such/run"], "does not exist"),
+    (["--resume", "R", "--init_from", "R"], "choose one"),
+    (["stray"], "unexpected argument"),
+    (["--model=transformer", "--num_heads=3"], "not divisible"),
+])
+def test_bad_input_is_one_line_and_exit_2_with_nothing_written(args, message, tmp_path, capsys):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "short.txt").write_text("x" * 100)
+    args = [{"EMPTY": str(tmp_path / "empty.txt"), "SHORT": str(tmp_path / "short.txt"),
+             "R": str(tmp_path)}.get(a, a) for a in args]
+    out = tmp_path / "run"
+    assert train.main([*TINY_TRAIN, *args, "--out", str(out)]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not out.exists()  # nothing half-written
+
+
+def test_a_real_process_prints_only_the_one_line_not_tensorflows_start_up(tmp_path):
+    result = run_python(["-m", "kerasgen.train", "--data", "/no/such/file.txt",
+                         "--out", str(tmp_path / "run")])
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == ["kerasgen.train: error: data file not found: /no/such/file.txt"]
+
+
+def test_out_refuses_an_existing_run(tmp_path, corpus, capsys):
     out = str(tmp_path / "run")
-    assert train.main([f"--model={name}", "--data", corpus, "--out", out,
-                       *TINY_TRAIN, *TINY_MODEL[name]]) == 0
-    printed = capsys.readouterr().out
-    assert "bits per character" in printed and f"tensorboard --logdir {out}/logs" in printed
-    config = json.load(open(os.path.join(out, "config.json")))
-    assert config["model_name"] == name and config["train"]["batch_size"] == 2
-    assert config["model"]["vocabulary"] == "".join(sorted(set(open(corpus).read())))
-    for path in ("model.keras", "checkpoints/best.keras", "logs/train", "logs/validation",
-                 "logs/samples"):
-        assert os.path.exists(os.path.join(out, path)), path
+    assert train.main([*GRU, "--data", corpus, "--out", out]) == 0
+    before = open(os.path.join(out, "config.json")).read()
+    capsys.readouterr()
+    assert train.main([*GRU, "--data", corpus, "--out", out]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert open(os.path.join(out, "config.json")).read() == before
 
 
-def test_tensorboard_logs_hold_losses_learning_rate_bpc_and_samples(corpus, tmp_path):
+def test_prints_the_run_directory_first_and_next_commands_last_and_latest_finds_it(
+        tmp_path, corpus, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train.main([*GRU, "--data", corpus]) == 0
+    out = capsys.readouterr().out.splitlines()
+    run = out[0].removeprefix("run directory: ")
+    assert run.startswith(os.path.join("runs", "gru", "")) and os.path.isdir(run)
+    commands = out[out.index("next:") + 1:]
+    assert any(f"kerasgen.generate --run {run}" in c for c in commands)
+    assert any(f"kerasgen.export --run {run}" in c for c in commands)
+    assert RunDir.find("latest").path == run
+
+
+def test_tensorboard_logs_hold_losses_learning_rate_bpc_samples_and_stability(tmp_path, corpus):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = str(tmp_path / "run")
-    assert train.main(["--data", corpus, "--out", out, *TINY_TRAIN, *TINY_MODEL["gru"]]) == 0
+    assert train.main([*GRU, "--data", corpus, "--out", out, "--epochs=2"]) == 0
     tags = {}
     for part in ("train", "validation", "samples"):
         acc = EventAccumulator(os.path.join(out, "logs", part)).Reload()
@@ -47,64 +117,23 @@ def test_tensorboard_logs_hold_losses_learning_rate_bpc_and_samples(corpus, tmp_
             "stability/self_bleu"} <= tags["samples"]
 
 
-def test_list_names_every_model(capsys):
-    assert train.main(["--list"]) == 0
-    out = capsys.readouterr().out
-    from kerasgen import registry
-
-    for name in registry.names():
-        assert f"\n{name} " in "\n" + out
-    assert "units=256" in out and "filters=64" in out
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--model", "lstm"], "unknown model 'lstm'; known models: conv, dense, gru, transformer, vae"),
-    (["--nope=1"], "unknown option --nope"),
-    (["--batch_size=twelve"], "expected a value of type int"),
-    (["--data", "/no/such/file.txt"], "data file not found"),
-    (["--data", "EMPTY"], "is empty"),
-    (["--data", "SHORT"], "too short for seq_len=64"),
-    (["--recipe", "fast"], "unknown recipe 'fast'"),
-    (["--resume", "/no/such/run"], "no config.json"),
-    (["stray"], "unexpected argument"),
-])
-def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
-    (tmp_path / "empty.txt").write_text("")
-    (tmp_path / "short.txt").write_text("x" * 100)
-    args = [str(tmp_path / "empty.txt") if a == "EMPTY" else str(tmp_path / "short.txt")
-            if a == "SHORT" else a for a in args]
-    out = tmp_path / "run"
-    result = run_python(["-m", "kerasgen.train", *args, "--out", str(out)])
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not TF_LOG.match(line)]
-    assert len(lines) == 1 and message in lines[0], result.stderr
-    assert not out.exists()  # nothing half-written
-
-
 @pytest.mark.slow
-def test_resume_after_sigkill_continues_from_the_last_finished_epoch(corpus, tmp_path):
-    out = str(tmp_path / "run")
-    args = ["-m", "kerasgen.train", "--data", corpus, "--out", out, *TINY_TRAIN,
-            *TINY_MODEL["gru"], "--epochs=400", "--steps_per_epoch=20"]
-    proc = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "CI": "1"})
-    backup = os.path.join(out, "backup")
-    deadline = time.time() + 240
-    while not os.path.isdir(backup) or not os.listdir(backup):
+def test_ctrl_c_says_how_to_resume_in_one_line(tmp_path, corpus):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "kerasgen.train", *GRU, "--data", corpus,
+                             "--out", str(out), "--epochs=1000", "--steps_per_epoch=20"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CI": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{TESTS}"})
+    deadline = time.time() + 120
+    while not (out / "backup" / "state.json").exists():
         assert time.time() < deadline and proc.poll() is None, "no epoch finished in time"
-        time.sleep(0.5)
-    time.sleep(2)  # let a few more epochs finish
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    state = json.load(open(os.path.join(backup, "training_metadata.json")))
-    finished = state["epoch"]  # epochs finished before the kill
-    result = run_python(["-m", "kerasgen.train", "--resume", out,
-                         f"--epochs={finished + 2}"], env={"CI": "1"})
-    assert result.returncode == 0, result.stderr[-2000:]
-    epochs_run = [line for line in result.stdout.splitlines() if line.startswith("Epoch ")]
-    assert epochs_run[0] == f"Epoch {finished + 1}/{finished + 2}", result.stdout
-    assert len(epochs_run) == 2
-    assert os.path.exists(os.path.join(out, "model.keras"))
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert error_lines(stderr)[-1] == (f"python -m kerasgen.train: interrupted; continue from the last "
+                                       f"finished epoch with: python -m kerasgen.train --resume {out}")
+    assert "Traceback" not in stderr
 
 
 @pytest.mark.slow
@@ -114,12 +143,11 @@ def test_mirrored_over_two_cpus_matches_one_device(corpus, tmp_path):
         "cpu = tf.config.list_physical_devices('CPU')[0]\n"
         "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
         "from kerasgen import train\n"
-        "import keras\n"
         "losses = {}\n"
         "for strategy in ('default', 'mirrored'):\n"
         f"    out = {str(tmp_path)!r} + '/' + strategy\n"
-        f"    args = ['--data', {corpus!r}, '--out', out, '--strategy', strategy, *{TINY_TRAIN!r},"
-        f" *{TINY_MODEL['gru']!r}, '--batch_size=4', '--steps_per_epoch=3', '--steps_per_execution=1']\n"
+        f"    args = [*{GRU!r}, '--data', {corpus!r}, '--out', out, '--strategy', strategy,"
+        " '--batch_size=4', '--steps_per_epoch=3', '--steps_per_execution=1']\n"
         "    assert train.main(args) == 0\n"
         "    losses[strategy] = json.load(open(out + '/summary.json'))['val_loss']\n"
         "    if strategy == 'mirrored':\n"

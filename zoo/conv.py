@@ -1,7 +1,7 @@
 """DCGAN: a transposed-convolution generator against a convolutional discriminator."""
 import keras
 
-from kerasgen.imagegen import GAN
+from kerasgen.image.model import GAN
 from kerasgen.registry import register
 
 

@@ -3,7 +3,7 @@ import keras
 from keras import ops
 
 from kerasgen.registry import register
-from kerasgen.text import CausalLM
+from kerasgen.text.model import CausalLM
 
 
 @register("gru", tiny=dict(vocab_size=11, embed_dim=4, units=8, num_layers=2),

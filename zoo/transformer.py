@@ -3,7 +3,7 @@ import keras
 from keras import ops
 
 from kerasgen.registry import register
-from kerasgen.text import CausalLM
+from kerasgen.text.model import CausalLM
 
 
 def attend(q, k, v, mask):
@@ -80,8 +80,6 @@ class TransformerGenerator(CausalLM):
         tie_weights: reuse the token embedding as the output head (as GPT-2 does).
         vocabulary: see `CausalLM`.
     """
-
-    default_recipe = "default"
 
     def __init__(self, vocab_size=256, seq_len=64, num_layers=4, num_heads=4, embed_dim=128,
                  dropout=0.0, tie_weights=True, vocabulary=None, **kwargs):

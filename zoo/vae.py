@@ -2,12 +2,13 @@
 import keras
 from keras import ops
 
-from kerasgen.imagegen import ImageGenerator
+from kerasgen.image.model import ImageGenerator
 from kerasgen.registry import register
 
 
 @register("vae", tiny=dict(image_size=8, latent_dim=2, filters=4),
-          description="convolutional VAE (encoder → mean, log-variance → sample → decoder)")
+          description="convolutional VAE (encoder → mean, log-variance → sample → decoder)",
+          train=dict(recipe="default"))
 class ConvVAE(ImageGenerator):
     """Kingma & Welling's VAE with conv encoder and transposed-conv decoder.
 
@@ -20,8 +21,8 @@ class ConvVAE(ImageGenerator):
         image_size (divisible by 4), channels, latent_dim: see `ImageGenerator`.
     """
 
-    default_recipe = "default"
     monitor = "val_loss"
+    reconstructs = True
 
     def __init__(self, image_size=16, channels=1, latent_dim=8, filters=32, **kwargs):
         super().__init__(image_size=image_size, channels=channels, latent_dim=latent_dim, **kwargs)
@@ -60,11 +61,11 @@ class ConvVAE(ImageGenerator):
         return self.decode(self.encode(images)[0])
 
     def sample_inputs(self, batch_size=2):
-        return self.sample_fit_data(batch_size)
+        return self.sample_fit_data(batch_size)[0]
 
     def _loss_terms(self, images, training):
         mean, log_var = self.encode(images)
-        noise = keras.random.normal(ops.shape(mean), seed=self.seed_generator) if training else 0.0
+        noise = keras.random.normal(ops.shape(mean), seed=self.noise) if training else 0.0
         logits = self.generator(mean + ops.exp(0.5 * log_var) * noise)
         bce = ops.sum(keras.losses.binary_crossentropy(images[..., None], logits[..., None],
                                                        from_logits=True), axis=(1, 2, 3))

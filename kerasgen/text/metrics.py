@@ -57,9 +57,3 @@ def text_stability(texts):
     return {"repetition_rate": float(np.mean([repetition_rate(t) for t in texts])),
             "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
             "distinct_3": distinct_n(texts, 3), "self_bleu": self_bleu(texts)}
-
-
-def spread(per_seed):
-    """[{metric: value}, …] over seeds → {metric: {'mean', 'std'}}."""
-    return {key: {"mean": float(np.mean([m[key] for m in per_seed])),
-                  "std": float(np.std([m[key] for m in per_seed]))} for key in per_seed[0]}

@@ -1,10 +1,12 @@
-"""The base class of the zoo's character language models: compile defaults and the decoding protocol."""
+"""The base class of the zoo's language models: compile defaults and the decoding protocol."""
 import math
 
 import keras
 from keras import ops
 
-from kerasgen.config import ConfigError
+from kerasgen.base import GenerativeModel
+from kerasgen.errors import ConfigError
+from kerasgen.text import FAMILY
 
 
 @keras.saving.register_keras_serializable(package="kerasgen")
@@ -14,13 +16,14 @@ def bits_per_char(y_true, y_pred):
     return loss / math.log(2.0)
 
 
-class CausalLM(keras.Model):
+class CausalLM(GenerativeModel):
     """A next-token model over characters that generation can drive one token at a time.
 
     Subclasses implement `call` (token ids (B, T) → logits (B, T, V)) and the
     decoding protocol: `initial_state(batch_size)`, `step(token_ids, state,
-    position)` → (logits (B, V), state) and, where the model has a bounded
-    context, `context_length` and `prefill(token_ids)` → state.
+    position)` → (logits (B, V), state), `prefill(token_ids)` → state, and,
+    where the context is bounded, `context_length`. For fine-tuning they list
+    `lower_layers()`.
 
     Args:
         vocab_size: number of token ids (id 0 = unknown character).
@@ -28,11 +31,8 @@ class CausalLM(keras.Model):
             so that a saved model alone can encode prompts and decode output.
     """
 
+    family = FAMILY
     context_length = None  # None: any number of tokens (a recurrent state)
-    default_recipe = "default"
-    default_data = "pydoc"
-    monitor = "val_loss"
-    train_defaults = {}  # TrainConfig fields this family sets differently
 
     def __init__(self, vocab_size=256, vocabulary=None, **kwargs):
         super().__init__(**kwargs)
@@ -45,19 +45,17 @@ class CausalLM(keras.Model):
         loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics or [bits_per_char], **kwargs)
 
-    def sample_fit_data(self, batch_size=2):
-        """A batch `fit` accepts, for tests: (inputs, targets)."""
-        ids = self.sample_inputs(batch_size)
-        return ids, ids
-
     def sample_inputs(self, batch_size=2, seq_len=None):
-        """A batch of token ids, for building the model and for tests."""
         seq_len = seq_len or min(8, self.context_length or 8)
         ids = ops.arange(batch_size * seq_len) % self.vocab_size
         return ops.reshape(ops.cast(ids, "int32"), (batch_size, seq_len))
 
+    def sample_fit_data(self, batch_size=2):
+        ids = self.sample_inputs(batch_size)
+        return ids, ops.roll(ids, -1, axis=1)
+
     def lower_layers(self):
-        """Input embeddings first, then layers bottom-up: what `freeze_lower` walks."""
+        """(input embeddings, layers bottom-up): what `freeze_lower` walks."""
         raise NotImplementedError
 
     def freeze_lower(self, count):

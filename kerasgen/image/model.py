@@ -2,12 +2,17 @@
 import keras
 from keras import ops
 
+from kerasgen.base import GenerativeModel
+from kerasgen.image import FAMILY
 
-class ImageGenerator(keras.Model):
+
+class ImageGenerator(GenerativeModel):
     """A model that turns latent noise into images in [0, 1].
 
     Subclasses build `self.generator` (latent (B, latent_dim) → images) and
-    train however they like; `generate` is the one way to sample.
+    train however they like; `generate` is the one way to sample. Training
+    noise comes from `self.noise`, seeded by `keras.utils.set_random_seed`
+    (the trainer's --seed) when the model is built.
 
     Args:
         image_size: height and width of the square images.
@@ -15,17 +20,15 @@ class ImageGenerator(keras.Model):
         latent_dim: size of the noise vector.
     """
 
-    default_recipe = "gan"
-    default_data = "digits"
-    monitor = "val_fid"  # what checkpoints and early stopping watch (see quality.ImageLogger)
-    # Small images train fast: more, larger batches.
-    train_defaults = dict(batch_size=64, epochs=10, steps_per_epoch=200, steps_per_execution=20)
+    family = FAMILY
+    monitor = "val_fid"  # see kerasgen.image.callbacks.ImageLogger
+    reconstructs = False  # True: call(images) returns reconstructions (shown in TensorBoard)
 
     def __init__(self, image_size=16, channels=1, latent_dim=32, **kwargs):
         super().__init__(**kwargs)
         self.image_size, self.channels, self.latent_dim = image_size, channels, latent_dim
         self.image_shape = (image_size, image_size, channels)
-        self.seed_generator = keras.random.SeedGenerator(0)
+        self.noise = keras.random.SeedGenerator()
 
     def quarter_size(self):
         """The side of the first feature map of a generator that upsamples twice by 2."""
@@ -48,13 +51,11 @@ class ImageGenerator(keras.Model):
         return self.decode(latent)
 
     def sample_inputs(self, batch_size=2):
-        """Inputs of `call`, for building the model and for tests."""
         return keras.random.normal((batch_size, self.latent_dim), seed=1)
 
     def sample_fit_data(self, batch_size=2):
-        """A batch `fit` accepts, for tests."""
         pixels = ops.arange(batch_size * self.image_size * self.image_size * self.channels)
-        return ops.reshape(ops.cast(pixels % 7, "float32") / 6.0, (batch_size, *self.image_shape))
+        return (ops.reshape(ops.cast(pixels % 7, "float32") / 6.0, (batch_size, *self.image_shape)),)
 
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "channels": self.channels,
@@ -64,10 +65,10 @@ class ImageGenerator(keras.Model):
 class GAN(ImageGenerator):
     """Generator vs discriminator with the non-saturating loss (Goodfellow et al.).
 
-    `compile(optimizer=…)` takes the recipe's optimizer for the generator and
-    builds an identical one for the discriminator, so a GAN trains from the
-    same shared recipes as every other model. Subclasses build `generator`
-    and `discriminator` (images → one logit).
+    Both networks get the recipe's optimizer, the discriminator at the
+    recipe's `d_learning_rate` when set, so a GAN trains from the same shared
+    recipes as every other model. Subclasses build `generator` and
+    `discriminator` (images → one logit).
     """
 
     def __init__(self, **kwargs):
@@ -77,10 +78,16 @@ class GAN(ImageGenerator):
         # One-sided label smoothing keeps the discriminator from overpowering the generator.
         self.bce = keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1)
 
-    def compile(self, optimizer="adam", **kwargs):
+    def compile_from_recipe(self, recipe, total_steps, **kwargs):
+        from kerasgen.recipes import make_optimizer
+
+        self.compile(optimizer=make_optimizer(recipe, total_steps),
+                     d_optimizer=make_optimizer(recipe, total_steps, recipe.d_learning_rate), **kwargs)
+
+    def compile(self, optimizer="adam", d_optimizer=None, **kwargs):
         kwargs.pop("loss", None)
         super().compile(optimizer=optimizer, **kwargs)
-        self.d_optimizer = self.optimizer.__class__.from_config(self.optimizer.get_config())
+        self.d_optimizer = d_optimizer or self.optimizer.__class__.from_config(self.optimizer.get_config())
         self.d_optimizer.build(self.discriminator.trainable_variables)  # before any tracing
 
     @property
@@ -92,7 +99,7 @@ class GAN(ImageGenerator):
 
         batch = ops.shape(images)[0]
         real_images = images * 2.0 - 1.0  # the generator's tanh range
-        noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        noise = keras.random.normal((batch, self.latent_dim), seed=self.noise)
         with tf.GradientTape() as tape:
             fake = self.generator(noise, training=True)
             real_logits = self.discriminator(real_images, training=True)
@@ -102,7 +109,7 @@ class GAN(ImageGenerator):
         d_vars = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars))
 
-        noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        noise = keras.random.normal((batch, self.latent_dim), seed=self.noise)
         with tf.GradientTape() as tape:
             fake_logits = self.discriminator(self.generator(noise, training=True), training=True)
             g_loss = keras.losses.binary_crossentropy(ops.ones_like(fake_logits), fake_logits,
@@ -116,6 +123,3 @@ class GAN(ImageGenerator):
 
     def decode(self, latent):
         return (self.generator(latent, training=False) + 1.0) / 2.0  # tanh → [0, 1]
-
-    def call(self, latent, training=False):
-        return self.decode(latent)

@@ -3,50 +3,24 @@
 The CLI, the training-time sample callback and the exported serving signature
 all call `decode_loop`, so they generate the same text for the same seed.
 """
-import dataclasses
 import weakref
 
 import numpy as np
 import tensorflow as tf
 
-from kerasgen.config import ConfigError
-from kerasgen.data import UNKNOWN_ID, CharVocab
+from kerasgen.text.data import UNKNOWN_ID, CharVocab
+from kerasgen.text.sampling import EMPTY_PROMPT, Sampling
 
 BUCKET = 128  # token buffers are padded to a multiple of this, so XLA compiles few shapes
 _DECODERS = weakref.WeakKeyDictionary()  # model → its compiled loop, traced once
 _FORWARDS = weakref.WeakKeyDictionary()  # model → its last-position logits, for the uncached path
 
 
-@dataclasses.dataclass(frozen=True)
-class Sampling:
-    """The controls users reach for against repetition and drift (HF's semantics).
-
-    temperature 0 is greedy; top_k 0 and top_p 1 switch those filters off;
-    repetition_penalty 1 is none; no_repeat_ngram 0 blocks nothing.
-    """
-
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    no_repeat_ngram: int = 0
-    seed: int = 0
-
-    def __post_init__(self):
-        problems = [f"temperature must be ≥ 0, got {self.temperature}" if self.temperature < 0 else "",
-                    f"top_k must be ≥ 0, got {self.top_k}" if self.top_k < 0 else "",
-                    f"top_p must be in (0, 1], got {self.top_p}" if not 0 < self.top_p <= 1 else "",
-                    f"repetition_penalty must be > 0, got {self.repetition_penalty}"
-                    if self.repetition_penalty <= 0 else "",
-                    f"no_repeat_ngram must be ≥ 0, got {self.no_repeat_ngram}"
-                    if self.no_repeat_ngram < 0 else ""]
-        if any(problems):
-            raise ConfigError("; ".join(p for p in problems if p))
-
-    def as_tensors(self):
-        return (np.float32(self.temperature), np.int32(self.top_k), np.float32(self.top_p),
-                np.float32(self.repetition_penalty), np.int32(self.no_repeat_ngram),
-                np.array([self.seed, 0], np.int32))
+def sampling_tensors(sampling):
+    """The loop's control inputs (temperature … seed) from a Sampling."""
+    return (np.float32(sampling.temperature), np.int32(sampling.top_k), np.float32(sampling.top_p),
+            np.float32(sampling.repetition_penalty), np.int32(sampling.no_repeat_ngram),
+            np.array([sampling.seed, 0], np.int32))
 
 
 def penalize_repetition(logits, seen, penalty):
@@ -137,6 +111,16 @@ def gumbel_noise(shape, seed):
     return -tf.math.log(-tf.math.log(uniform))
 
 
+def seen_before(tokens, start, vocab_size):
+    """(B, V) bool: the ids in each row's first `start` tokens, without a (B, L, V) one-hot."""
+    batch = tf.shape(tokens)[0]
+    ids = tokens[:, :start]
+    rows = tf.repeat(tf.range(batch), tf.shape(ids)[1])
+    indices = tf.stack([rows, tf.reshape(ids, [-1])], axis=1)
+    counts = tf.scatter_nd(indices, tf.ones_like(rows), tf.stack([batch, vocab_size]))
+    return counts > 0
+
+
 def decode_loop(model, jit_compile=True):
     """A tf.function that fills a token buffer, resumable so callers can stream.
 
@@ -164,8 +148,8 @@ def decode_loop(model, jit_compile=True):
         scalar(tf.int32), tf.TensorSpec([2], tf.int32)])
     def loop(tokens, prompt_lengths, start, stop, position, state, temperature, top_k, top_p,
              repetition_penalty, no_repeat_ngram, seed):
-        batch, length = tf.shape(tokens)[0], tf.shape(tokens)[1]
-        columns = tf.range(length)[None, :]
+        batch = tf.shape(tokens)[0]
+        rows = tf.range(batch)
 
         def body(t, position, tokens, seen, state):
             if context is not None:
@@ -182,14 +166,14 @@ def decode_loop(model, jit_compile=True):
             sampled = sample_next(tf.cast(logits, tf.float32), seen, banned, temperature, top_k,
                                   top_p, repetition_penalty, seed + tf.stack([0, t]))
             nxt = tf.where(t + 1 < prompt_lengths, tokens[:, t + 1], sampled)
-            tokens = tf.where(columns == t + 1, nxt[:, None], tokens)
+            # One column written per step: the step's cost does not grow with the buffer.
+            column = tf.stack([rows, tf.fill([batch], t + 1)], axis=1)
+            tokens = tf.tensor_scatter_nd_update(tokens, column, nxt)
             return t + 1, position + 1, tokens, seen, state
 
-        already = tf.one_hot(tokens, vocab_size, on_value=True, off_value=False) & \
-            (columns < start)[:, :, None]
         _, position, tokens, _, state = tf.while_loop(
             lambda t, *_: t < stop - 1, body,
-            (start, position, tokens, tf.reduce_any(already, axis=1), state))
+            (start, position, tokens, seen_before(tokens, start, vocab_size), state))
         return tokens, position, state
 
     return loop
@@ -206,7 +190,7 @@ def compiled_decoder(model):
 
 def encode_prompts(vocab, prompts, max_new_tokens):
     """(tokens (B, L) with L a multiple of BUCKET, prompt lengths (B,), stop) for `decode_loop`."""
-    encoded = [vocab.encode(p or "\n") for p in prompts]  # an empty prompt starts a new line
+    encoded = [vocab.encode(p or EMPTY_PROMPT) for p in prompts]
     lengths = np.array([len(e) for e in encoded], np.int32)
     stop = int(lengths.max()) + max_new_tokens
     tokens = np.zeros((len(prompts), -(-stop // BUCKET) * BUCKET), np.int32)
@@ -215,17 +199,18 @@ def encode_prompts(vocab, prompts, max_new_tokens):
     return tokens, lengths, np.int32(stop)
 
 
-def generate_ids(model, prompts, max_new_tokens, sampling=Sampling(), block=None):
+def generate_ids(model, prompts, sampling=Sampling(), block=None):
     """Yields the new token ids (B, n) after each prompt, `block` tokens at a time (all at
     once by default); the ids are the same whatever the block size."""
     vocab = CharVocab(model.vocabulary)
-    tokens, lengths, stop = encode_prompts(vocab, prompts, max_new_tokens)
-    loop, controls = compiled_decoder(model), sampling.as_tensors()
+    total = sampling.max_new_tokens
+    tokens, lengths, stop = encode_prompts(vocab, prompts, total)
+    loop, controls = compiled_decoder(model), sampling_tensors(sampling)
     start, position, state = 0, np.int32(0), model.initial_state(len(prompts))
     first = int(lengths.max())  # sampled text starts here in the longest prompt's row
     done = 0
-    while done < max_new_tokens:
-        until = min(first + done + (block or max_new_tokens), int(stop))
+    while done < total:
+        until = min(first + done + (block or total), int(stop))
         tokens, position, state = loop(tokens, lengths, np.int32(start), np.int32(until),
                                        position, state, *controls)
         new = until - first - done
@@ -234,10 +219,10 @@ def generate_ids(model, prompts, max_new_tokens, sampling=Sampling(), block=None
         start, done = until - 1, done + new
 
 
-def generate(model, prompts, max_new_tokens, sampling=Sampling()):
-    """Continues each prompt by `max_new_tokens` characters; returns the new text of each."""
+def generate(model, prompts, sampling=Sampling()):
+    """Continues each prompt by `sampling.max_new_tokens` characters; returns the new text of each."""
     vocab = CharVocab(model.vocabulary)
-    ids = np.concatenate(list(generate_ids(model, prompts, max_new_tokens, sampling)), axis=1)
+    ids = np.concatenate(list(generate_ids(model, prompts, sampling)), axis=1)
     return [vocab.decode(row) for row in ids]
 
 

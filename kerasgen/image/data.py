@@ -1,10 +1,12 @@
 """Image data for the image zoo: the embedded digits, tfds, .npz files and folders, scaled one way."""
 import os
+import zipfile
 
 import numpy as np
 import tensorflow as tf
 
-from kerasgen.data import DataError, load_tfds
+from kerasgen.data import load_tfds
+from kerasgen.errors import DataError
 
 EMBEDDED_IMAGES = "digits"  # scikit-learn's 8×8 handwritten digits: installed, no download
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -19,6 +21,8 @@ def prepare_images(images, image_size, channels):
     bilinear resizing.
     """
     images = np.asarray(images)
+    if images.dtype.kind not in "iuf":
+        raise DataError(f"expected numeric pixels, got an array of {images.dtype}")
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3, 4) or images.shape[0] == 0:
@@ -27,6 +31,9 @@ def prepare_images(images, image_size, channels):
         images = images.astype(np.float32) / 255.0
     else:
         images = images.astype(np.float32)
+        if not np.isfinite(images).all():
+            raise DataError(f"{np.size(images) - np.isfinite(images).sum()} pixel values are NaN or "
+                            f"infinite; clean the data first")
         peak = float(images.max())
         if peak > 1.0:
             images /= peak
@@ -60,15 +67,15 @@ def _tfds_images(name):
 
 def _npz(path):
     try:
-        arrays = np.load(path)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path} is not a readable .npz file: {e}") from None
-    key = next((k for k in ("x_train", "x") if k in arrays.files), None)
-    if key is None:
-        raise DataError(f"{path} has no image array: expected 'x_train' or 'x', found "
-                        f"{', '.join(arrays.files) or 'nothing'}")
-    label_key = {"x_train": "y_train", "x": "y"}[key]
-    return arrays[key], arrays[label_key] if label_key in arrays.files else None
+        with np.load(path) as arrays:  # allow_pickle=False: object arrays are refused, not run
+            key = next((k for k in ("x_train", "x") if k in arrays.files), None)
+            if key is None:
+                raise DataError(f"{path} has no image array: expected 'x_train' or 'x', found "
+                                f"{', '.join(arrays.files) or 'nothing'}")
+            label_key = {"x_train": "y_train", "x": "y"}[key]
+            return arrays[key], arrays[label_key] if label_key in arrays.files else None
+    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path} is not a readable .npz file of numbers: {e}") from None
 
 
 def _folder(path):
@@ -111,22 +118,38 @@ def load_images(source, image_size, channels=1):
         raise DataError(f"image data must be 'digits', tfds:NAME, an .npz file or a folder "
                         f"of images; got {source!r}")
     images = prepare_images(images, image_size, channels)
-    if labels is not None:
-        labels = np.asarray(labels).astype(np.int32).reshape(-1)
-        if len(labels) != len(images):
-            labels = None
-    return images, labels
+    return images, None if labels is None else _check_labels(labels, len(images), source)
 
 
-def image_datasets(images, batch_size, seed):
-    """(train, validation) datasets of image batches: a shuffled 90/10 split, train repeated."""
+MAX_CLASSES = 1000
+
+
+def _check_labels(labels, count, source):
+    """Integer class indices 0..MAX_CLASSES-1, one per image."""
+    labels = np.asarray(labels).reshape(-1)
+    if labels.dtype.kind not in "iuf" or len(labels) != count:
+        raise DataError(f"{source}: expected {count} numeric labels (one per image), got "
+                        f"{len(labels)} of {labels.dtype}")
+    if labels.dtype.kind == "f" and not (np.isfinite(labels).all() and (labels == np.round(labels)).all()):
+        raise DataError(f"{source}: labels must be whole numbers (class indices)")
+    if labels.min() < 0 or labels.max() >= MAX_CLASSES:
+        raise DataError(f"{source}: labels must be class indices 0..{MAX_CLASSES - 1}, found "
+                        f"{labels.min():g}..{labels.max():g}")
+    return labels.astype(np.int32)
+
+
+def image_datasets(images, batch_size, seed, first_step=0):
+    """(train, validation) datasets of image batches: a shuffled 90/10 split, train repeated
+    (reshuffled each pass, from `seed` alone) and started at batch `first_step`, so a resumed
+    run continues the same stream."""
     order = np.random.default_rng(seed).permutation(len(images))
     cut = max(1, int(len(images) * 0.9))
-    if cut >= len(images):
-        raise DataError(f"{len(images)} images are too few for a train/validation split")
+    if cut >= len(images) or cut < batch_size:
+        raise DataError(f"{len(images)} images are too few for a 90/10 train/validation split "
+                        f"with batches of {batch_size}")
     train = (tf.data.Dataset.from_tensor_slices(images[order[:cut]]).cache()
              .shuffle(cut, seed=seed).repeat().batch(batch_size, drop_remainder=True)
-             .prefetch(tf.data.AUTOTUNE))
+             .skip(first_step).prefetch(tf.data.AUTOTUNE))
     val = tf.data.Dataset.from_tensor_slices(images[order[cut:]]).batch(batch_size).cache()
     return train, val
 
@@ -144,8 +167,14 @@ def image_grid(images, columns=8):
 
 
 def save_png(path, picture, scale=4):
-    """Writes a uint8 (H, W, 1|3) picture, enlarged `scale` times so small digits are visible."""
+    """Writes a uint8 (H, W, 1|3) picture atomically, enlarged `scale` times so small digits show."""
+    import io
+
     from PIL import Image
 
+    from kerasgen.rundir import atomic_write
+
     picture = np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
-    Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path)
+    buffer = io.BytesIO()
+    Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(buffer, format="PNG")
+    atomic_write(path, buffer.getvalue())

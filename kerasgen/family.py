@@ -1,0 +1,105 @@
+"""A family is everything kind-specific about a kind of generator (text, images, …), in one object.
+
+The model's base class owns its family (`model.family`), so the trainer, the
+CLIs and the exporters ask the family and never what kind a model is. A
+family package's `__init__` must not import TensorFlow (its flags appear in
+`--help`); its methods import what they need.
+
+Adding a family: a package with a `Family` subclass as `FAMILY`, a model base
+class whose `family` is it, and its name in FAMILY_PACKAGES.
+"""
+import importlib
+
+FAMILY_PACKAGES = ("kerasgen.text", "kerasgen.image")
+
+
+def families():
+    """Every family, in FAMILY_PACKAGES order."""
+    return [importlib.import_module(package).FAMILY for package in FAMILY_PACKAGES]
+
+
+class Family:
+    """The interface; each method gets the model (or its class) and the run it works on."""
+
+    name = ""  # as recorded in config.json
+    title = ""  # for help texts: "text models"
+    train_defaults = {}  # TrainConfig fields the whole family trains with by default
+    generate_num_samples = 1  # python -m kerasgen.generate's default --num_samples
+    evaluate_num_samples = 8  # python -m kerasgen.evaluate's default --num_samples per seed
+    log_parts = ()  # the family's own TensorBoard directories under logs/
+
+    # -- command-line flags (no TensorFlow) ------------------------------------------------
+    def add_generate_arguments(self, group):
+        """Flags of `python -m kerasgen.generate` for this family's models."""
+
+    def add_evaluate_arguments(self, group):
+        """Flags of `python -m kerasgen.evaluate` for this family's models."""
+
+    # -- training ------------------------------------------------------------------------
+    def training_data(self, cls, train, model_kwargs, pretrained_config=None, first_step=0):
+        """Loads and checks the data: returns (model kwargs completed from the data, e.g.
+        the vocabulary, TrainingData). `pretrained_config`: the config.json of the run being
+        fine-tuned, whose data conventions the new data must follow. The training stream
+        starts at step `first_step` (a resumed run continues where it stopped)."""
+        raise NotImplementedError
+
+    def callbacks(self, model, data, train, run):
+        """Keras callbacks that show samples and scores while training."""
+        return []
+
+    def summarize(self, model, data, train, run):
+        """(summary dict for summary.json, lines to print) after training."""
+        raise NotImplementedError
+
+    # -- using a trained run -------------------------------------------------------------
+    def generate(self, model, run, args):
+        """python -m kerasgen.generate: writes the model's output as the flags ask."""
+        raise NotImplementedError
+
+    def evaluate(self, model, run, args):
+        """python -m kerasgen.evaluate: a JSON-ready dict of scores."""
+        raise NotImplementedError
+
+    def example_commands(self, run):
+        """Ready-to-paste commands for a finished run, printed at the end of training."""
+        return []
+
+    # -- export --------------------------------------------------------------------------
+    def add_export_arguments(self, group):
+        """Flags of `python -m kerasgen.export` for this family's models."""
+
+    def serving(self, model, args):
+        """The serving module for the export flags `args`: `.endpoints()` {signature: (function,
+        input specs)}, `.warmup_inputs()` {signature: inputs}, `.trackables()` (resources
+        the endpoints use besides the model) and `.limits` {name: value} (the bounds every
+        request is checked against)."""
+        raise NotImplementedError
+
+    def serving_example(self):
+        """A REST request body for the printed `curl` example."""
+        raise NotImplementedError
+
+    def tflite_function(self, model):
+        """The concrete function that becomes the .tflite file (static shapes, named I/O)."""
+        raise NotImplementedError
+
+    def calibration_inputs(self, model, run, count=64):
+        """Representative inputs of `tflite_function` for int8 quantization."""
+        raise NotImplementedError
+
+
+def spread(per_seed):
+    """[{metric: value}, …] over seeds → {metric: {'mean', 'std'}}."""
+    import numpy as np
+
+    return {key: {"mean": float(np.mean([m[key] for m in per_seed])),
+                  "std": float(np.std([m[key] for m in per_seed]))} for key in per_seed[0]}
+
+
+class TrainingData:
+    """What a family's `training_data` hands the trainer: datasets, plus anything its
+    callbacks and summary need (`extras`)."""
+
+    def __init__(self, train, validation, **extras):
+        self.train, self.validation = train, validation
+        self.__dict__.update(extras)

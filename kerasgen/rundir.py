@@ -1,0 +1,232 @@
+"""A run directory: the one place that knows its layout, writes its files atomically and loads its models.
+
+    runs/<model>/<YYYYmmdd-HHMMSS>/
+        config.json             resolved settings: model name, family, training, recipe, model config
+        model.keras             the last epoch's model ("final")
+        checkpoints/best.keras  the epoch with the best monitored score ("best")
+        backup/                 the last finished epoch's training state, for --resume
+        logs/                   TensorBoard: train/, validation/, and the family's own parts
+        summary.json            final scores; written last, so it marks a finished run
+
+Importing this module does not import TensorFlow.
+"""
+import contextlib
+import datetime
+import fcntl
+import glob
+import json
+import os
+
+from kerasgen.errors import RunError
+
+RUNS_ROOT = "runs"
+CHECKPOINTS = ("best", "final")
+
+
+def atomic_write(path, data):
+    """Writes `data` (str or bytes) to `path` through a temporary sibling and a rename, so a
+    reader or a crash sees the old file or the new one, never half of one."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(temporary, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def atomic_save_model(model, path):
+    """model.save(path) through a temporary sibling and a rename."""
+    temporary = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{path} is corrupted (not JSON: {e})") from None
+    except OSError as e:
+        raise RunError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+class RunDir:
+    """Paths, config, summary, checkpoints and lock of one run directory."""
+
+    CONFIG = "config.json"
+    SUMMARY = "summary.json"
+    FINAL = "model.keras"
+    BEST = os.path.join("checkpoints", "best.keras")
+    BACKUP = "backup"
+    LOGS = "logs"
+    LOCK = ".lock"
+    CONFIG_KEYS = ("model_name", "family", "train", "recipe", "model")
+
+    def __init__(self, path):
+        self.path = path
+
+    def __str__(self):
+        return self.path
+
+    def join(self, *parts):
+        return os.path.join(self.path, *parts)
+
+    @property
+    def config_path(self):
+        return self.join(self.CONFIG)
+
+    @property
+    def summary_path(self):
+        return self.join(self.SUMMARY)
+
+    @property
+    def backup_dir(self):
+        return self.join(self.BACKUP)
+
+    @property
+    def logs_dir(self):
+        return self.join(self.LOGS)
+
+    def log_dir(self, part):
+        """TensorBoard's directory for one part of the run (train, validation, samples, images)."""
+        return self.join(self.LOGS, part)
+
+    def checkpoint_path(self, which):
+        """'final' (model.keras) or 'best' (checkpoints/best.keras)."""
+        return self.join({"final": self.FINAL, "best": self.BEST}[which])
+
+    # -- finding and creating -------------------------------------------------------------
+    @classmethod
+    def check_new(cls, path):
+        """Refuses a path that holds a run or anything else (a new run needs an empty place)."""
+        if os.path.exists(os.path.join(path, cls.CONFIG)):
+            raise RunError(f"{path} already holds a run; continue it with --resume {path}, "
+                           f"or choose another --out")
+        if os.path.exists(path) and not (os.path.isdir(path) and not os.listdir(path)):
+            raise RunError(f"{path} is not empty; choose an empty or new --out directory")
+
+    @classmethod
+    def create(cls, model_name, path=None, root=RUNS_ROOT):
+        """A new, empty run directory: `path`, or root/<model>/<timestamp>. An existing run
+        is never reused (that is what --resume is for)."""
+        if path is not None:
+            cls.check_new(path)
+            try:
+                os.makedirs(path, exist_ok=True)
+            except OSError as e:
+                raise RunError(f"cannot create {path}: {e.strerror or e}") from None
+            return cls(path)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        for suffix in ["", *(f"-{i}" for i in range(2, 100))]:
+            candidate = os.path.join(root, model_name, stamp + suffix)
+            try:
+                os.makedirs(candidate)  # fails if another run took the name first
+                return cls(candidate)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise RunError(f"cannot create {candidate}: {e.strerror or e}") from None
+        raise RunError(f"too many runs started in one second under {root}/{model_name}")
+
+    @classmethod
+    def find(cls, path, root=RUNS_ROOT):
+        """The run at `path`; 'latest' is the most recently started run under root/."""
+        if path == "latest":
+            configs = glob.glob(os.path.join(root, "*", "*", cls.CONFIG))
+            if not configs:
+                raise RunError(f"--run latest: no runs under {root}/ yet (train one first)")
+            path = os.path.dirname(max(configs, key=os.path.getmtime))
+        run = cls(path)
+        if not os.path.isdir(path):
+            raise RunError(f"{path} does not exist")
+        if not os.path.isfile(run.config_path):
+            raise RunError(f"{path} is not a run directory (no {cls.CONFIG})")
+        return run
+
+    # -- files ----------------------------------------------------------------------------
+    def read_config(self):
+        """config.json, checked for the sections every command relies on."""
+        config = _read_json(self.config_path)
+        if not isinstance(config, dict):
+            raise RunError(f"{self.config_path} is corrupted (not a JSON object)")
+        missing = [key for key in self.CONFIG_KEYS if key not in config]
+        if missing:
+            raise RunError(f"{self.config_path} is corrupted (missing {', '.join(missing)})")
+        for key in ("train", "recipe", "model"):
+            if not isinstance(config[key], dict):
+                raise RunError(f"{self.config_path} is corrupted ('{key}' is not an object)")
+        return config
+
+    def train_config(self):
+        """The run's TrainConfig, as config.json records it."""
+        from kerasgen.config import TrainConfig, from_dict
+        from kerasgen.errors import ConfigError
+
+        try:
+            return from_dict(TrainConfig, self.read_config()["train"], "its 'train' section")
+        except ConfigError as e:
+            raise RunError(f"{self.config_path} is corrupted ({e})") from None
+
+    def write_config(self, config):
+        atomic_write(self.config_path, json.dumps(config, indent=1))
+
+    @property
+    def finished(self):
+        return os.path.isfile(self.summary_path)
+
+    def read_summary(self):
+        return _read_json(self.summary_path)
+
+    def write_summary(self, summary):
+        atomic_write(self.summary_path, json.dumps(summary, indent=1))
+
+    def load_model(self, which="best"):
+        """The 'best' or 'final' model of the run, uncompiled."""
+        path = self.checkpoint_path(which)
+        if not os.path.isfile(path):
+            hint = "it has not finished an epoch yet" if not self.finished else "it was deleted"
+            raise RunError(f"{path} does not exist ({hint})")
+        return self.load_keras(path)
+
+    def load_keras(self, path):
+        """A .keras file of this run, uncompiled; an unusable file is one RunError."""
+        import keras
+
+        import kerasgen.zoo  # noqa: F401  registers the models
+
+        try:
+            return keras.saving.load_model(path, compile=False)
+        except Exception as e:  # Keras raises many kinds for a bad file; all mean "unusable"
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RunError(f"{path} cannot be loaded ({reason})") from None
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Held while a process trains into this directory; a second one fails at once."""
+        handle = open(self.join(self.LOCK), "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                owner = handle.read().strip() or "another process"
+                raise RunError(f"{self.path} is being trained by {owner}; wait for it or "
+                               f"choose another directory") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()}")
+            handle.flush()
+            yield self
+        finally:
+            handle.close()  # closing releases the lock (as does the process dying)

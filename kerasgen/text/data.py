@@ -1,0 +1,124 @@
+"""Text data: the embedded default corpus, the user's files and tfds, as tf.data windows."""
+import dataclasses
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from kerasgen.data import load_tfds
+from kerasgen.errors import DataError
+
+EMBEDDED_TEXT = "pydoc"  # CPython's own help text: on every Python, needs no download
+UNKNOWN_ID = 0  # id 0 is reserved for characters outside the vocabulary
+
+_TABLE_OR_GRAMMAR = re.compile(r"^\s*[|+=]|::=")
+
+
+def _embedded_text():
+    """CPython's help topics, without the ASCII tables and grammar rules that would teach noise."""
+    from pydoc_data import topics
+
+    text = "\n\n".join(topics.topics[k] for k in sorted(topics.topics))
+    return "\n".join(line for line in text.splitlines() if not _TABLE_OR_GRAMMAR.search(line))
+
+
+def _tfds_text(name):
+    """All text of a tensorflow-datasets dataset's train split."""
+    import tensorflow_datasets as tfds
+
+    ds = load_tfds(name)
+    keys = [k for k, spec in ds.element_spec.items() if spec.dtype == tf.string]
+    if not keys:
+        raise DataError(f"tfds:{name} has no text feature")
+    return "\n".join(ex[keys[0]].decode("utf-8", "replace") for ex in tfds.as_numpy(ds))
+
+
+def load_text(source):
+    """The corpus named by `source`: None/'pydoc' (embedded), 'tfds:NAME', or a UTF-8 file path."""
+    if source in (None, EMBEDDED_TEXT):
+        text = _embedded_text()
+    elif source.startswith("tfds:"):
+        text = _tfds_text(source[len("tfds:"):])
+    else:
+        if not os.path.isfile(source):
+            raise DataError(f"data file not found: {source}")
+        try:
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+        except UnicodeDecodeError as e:
+            raise DataError(f"{source} is not UTF-8 text: {e}") from None
+        except OSError as e:
+            raise DataError(f"cannot read {source}: {e.strerror or e}") from None
+    if not text.strip():
+        raise DataError(f"data source {source or EMBEDDED_TEXT!r} is empty")
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class CharVocab:
+    """Characters ↔ ids; id 0 stands for any character outside `chars`."""
+
+    chars: str
+
+    @classmethod
+    def from_text(cls, text):
+        return cls("".join(sorted(set(text))))
+
+    @property
+    def size(self):
+        return len(self.chars) + 1
+
+    def encode(self, text):
+        index = {c: i + 1 for i, c in enumerate(self.chars)}
+        return np.array([index.get(c, UNKNOWN_ID) for c in text], dtype=np.int32)
+
+    def decode(self, ids):
+        return "".join(self.chars[i - 1] if 0 < i <= len(self.chars) else "" for i in ids)
+
+    def unknown(self, text):
+        """The characters of `text` outside the vocabulary, in order of first use."""
+        return "".join(dict.fromkeys(c for c in text if c not in self.chars))
+
+
+def split_ids(ids, seq_len):
+    """nanoGPT's contiguous 90/10 train/validation split; each part must hold a window."""
+    cut = int(len(ids) * 0.9)
+    train, val = ids[:cut], ids[cut:]
+    if len(val) < seq_len + 1 or len(train) < seq_len + 1:
+        raise DataError(f"corpus of {len(ids)} characters is too short for seq_len={seq_len}: "
+                        f"its 10% validation part needs at least {seq_len + 1} characters "
+                        f"(so at least {10 * (seq_len + 1)} in all)")
+    return train, val
+
+
+def text_datasets(ids, seq_len, batch_size, seed, validation_steps=None, first_step=0):
+    """(train, validation) datasets of (inputs, next-token targets), each (batch, seq_len).
+
+    Training windows start at random offsets (as in nanoGPT), drawn for each
+    step from (seed, step) alone: the stream is infinite, `steps_per_epoch`
+    sets an epoch, and a resumed run continues it exactly from `first_step`.
+    Validation is every non-overlapping window of the validation split (or
+    its first `validation_steps` batches), cached.
+    """
+    train_ids, val_ids = split_ids(ids, seq_len)
+    train_ids = tf.constant(train_ids)
+    span = tf.range(seq_len + 1, dtype=tf.int64)
+    max_start = len(train_ids) - seq_len
+
+    def windows(step):
+        starts = tf.random.stateless_uniform([batch_size], tf.stack([tf.cast(seed, tf.int64), step]),
+                                             maxval=max_start, dtype=tf.int64)
+        chunk = tf.gather(train_ids, starts[:, None] + span)  # (B, T+1)
+        return chunk[:, :-1], chunk[:, 1:]
+
+    train = (tf.data.Dataset.counter(first_step).map(windows, num_parallel_calls=tf.data.AUTOTUNE)
+             .prefetch(tf.data.AUTOTUNE))
+    count = (len(val_ids) - 1) // seq_len
+    val_windows = val_ids[:count * seq_len + 1]
+    x = np.lib.stride_tricks.sliding_window_view(val_windows[:-1], seq_len)[::seq_len]
+    y = np.lib.stride_tricks.sliding_window_view(val_windows[1:], seq_len)[::seq_len]
+    val = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    if validation_steps:
+        val = val.take(validation_steps)
+    return train, val.cache().prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,61 @@
+"""The generation controls and their defaults: the one home the CLIs, the training samples, the
+served signatures and the client read them from (no TensorFlow here)."""
+import dataclasses
+import math
+
+from kerasgen.errors import ConfigError
+
+DEFAULT_PROMPT = ""  # an empty prompt …
+EMPTY_PROMPT = "\n"  # … starts a new line, as if the text began a paragraph
+MAX_NEW_TOKENS = 100_000  # the CLIs' bound (the served bound is chosen at export)
+# The controls the served `generate` signature takes (n-gram blocking stays in-process).
+SERVED_CONTROLS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "seed")
+
+
+def _field(default, help):
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """The controls users reach for against repetition and drift, with Hugging Face's semantics."""
+
+    max_new_tokens: int = _field(200, "tokens to generate")
+    temperature: float = _field(0.8, "0 = greedy (which loops: expect repetition); below 1 "
+                                     "sharper, above 1 more random")
+    top_k: int = _field(0, "sample among the k likeliest tokens (0 = off)")
+    top_p: float = _field(1.0, "sample among the likeliest tokens whose probability reaches p "
+                               "(1 = off)")
+    repetition_penalty: float = _field(1.0, "> 1 discourages tokens already in the text "
+                                            "(positive logits ÷ r, negative × r; 1 = off)")
+    no_repeat_ngram: int = _field(0, "never repeat an n-gram of this many tokens (0 = off)")
+    seed: int = _field(0, "same seed, same text")
+
+    def __post_init__(self):
+        checks = [
+            (1 <= self.max_new_tokens <= MAX_NEW_TOKENS, f"max_new_tokens must be in 1..{MAX_NEW_TOKENS:,}"),
+            (math.isfinite(self.temperature) and self.temperature >= 0, "temperature must be ≥ 0"),
+            (self.top_k >= 0, "top_k must be ≥ 0"),
+            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+            (math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0,
+             "repetition_penalty must be > 0"),
+            (self.no_repeat_ngram >= 0, "no_repeat_ngram must be ≥ 0"),
+            (0 <= self.seed < 2 ** 31, "seed must be in 0..2^31-1"),
+        ]
+        problems = [f"{message}, got {getattr(self, message.split()[0])}"
+                    for ok, message in checks if not ok]
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @classmethod
+    def add_arguments(cls, group, skip=()):
+        """One --flag per control, typed and defaulted from the fields."""
+        for field in dataclasses.fields(cls):
+            if field.name not in skip:
+                group.add_argument(f"--{field.name}", type=field.type, default=field.default,
+                                   help=f"{field.metadata['help']} (default: {field.default})")
+
+    @classmethod
+    def from_args(cls, args, **changes):
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+        return cls(**{**values, **changes})

@@ -1,0 +1,191 @@
+"""What a language model exports: SavedModel signatures that do the whole job, and LiteRT step decoders.
+
+Signatures: `serving_default` (prompt → text), `generate` (every control as an
+input, each with a default, so only `prompt` is required) and `logits` (token
+ids → next-token logits). Characters ↔ ids happen inside the graph with plain
+ops (a dense code-point table, no lookup-table resource), so a client sends
+and receives strings; a prompt character outside the vocabulary becomes the
+reserved unknown id 0 (read as "some other character", never generated)
+instead of failing the request.
+
+Every input is validated in the graph before any work: a request outside the
+limits chosen at export fails with INVALID_ARGUMENT, never with unbounded
+work. Every input has a leading batch dimension, so TF Serving's REST row
+(`instances`) and columnar (`inputs`) formats both work; per-request settings
+are read from their first row.
+"""
+import numpy as np
+import tensorflow as tf
+
+from kerasgen.text.data import UNKNOWN_ID, CharVocab
+from kerasgen.text.decoding import BUCKET, decode_loop
+from kerasgen.text.sampling import EMPTY_PROMPT, SERVED_CONTROLS, Sampling
+
+DEFAULTS = Sampling()
+CONTROLS = {key: tf.as_dtype(np.float32 if isinstance(getattr(DEFAULTS, key), float) else np.int32)
+            for key in SERVED_CONTROLS}
+
+
+def _vector(dtype, name):
+    return tf.TensorSpec([None], dtype, name=name)
+
+
+class TextServing:
+    """The graph functions of a language model's signatures; the decode loop is the CLI's own."""
+
+    def __init__(self, model, jit_compile=False, max_new_tokens=4096, max_prompt_chars=4096,
+                 max_batch=64):
+        self.model = model
+        self.limits = {"max_new_tokens": max_new_tokens, "max_prompt_chars": max_prompt_chars,
+                       "max_batch": max_batch}
+        self.server_flags = ["--xla_cpu_compilation_enabled=true"] if jit_compile else []
+        codes = [ord(c) for c in model.vocabulary]
+        table = np.full(max(codes) + 2, UNKNOWN_ID, np.int32)  # the last entry: any larger code
+        table[codes] = np.arange(1, len(codes) + 1)
+        self.code_to_id = tf.constant(table)
+        self.id_to_char = tf.constant([""] + list(model.vocabulary))
+        # Plain graph by default: stock tensorflow_model_server runs it with no flags. With XLA
+        # it is several times faster, but TF Serving then needs --xla_cpu_compilation_enabled.
+        self.loop = decode_loop(model, jit_compile=jit_compile)
+
+    def _checked(self, prompt, settings):
+        """The inputs, passed only once every limit holds (else InvalidArgumentError)."""
+        limits = self.limits
+        checks = [tf.debugging.assert_positive(tf.size(prompt), "prompt must hold at least one row"),
+                  tf.debugging.assert_less_equal(tf.size(prompt), limits["max_batch"],
+                                                 f"at most {limits['max_batch']} prompts per request")]
+        checks += [tf.debugging.assert_positive(tf.size(value), f"{key} must hold at least one row")
+                   for key, value in settings.items()]
+        with tf.control_dependencies(checks):  # [0] below needs a row
+            first = {key: tf.identity(value[0]) for key, value in settings.items()}
+        checks = [
+            tf.debugging.assert_less_equal(tf.strings.length(prompt, "UTF8_CHAR"),
+                                           limits["max_prompt_chars"],
+                                           f"prompts are limited to {limits['max_prompt_chars']} characters"),
+            tf.debugging.assert_positive(first["max_new_tokens"], "max_new_tokens must be ≥ 1"),
+            tf.debugging.assert_less_equal(first["max_new_tokens"], limits["max_new_tokens"],
+                                           f"max_new_tokens is limited to {limits['max_new_tokens']}"),
+            tf.debugging.assert_non_negative(first["temperature"], "temperature must be ≥ 0"),
+            tf.debugging.assert_all_finite(first["temperature"], "temperature must be finite"),
+            tf.debugging.assert_non_negative(first["top_k"], "top_k must be ≥ 0"),
+            tf.debugging.assert_positive(first["top_p"], "top_p must be in (0, 1]"),
+            tf.debugging.assert_less_equal(first["top_p"], 1.0, "top_p must be in (0, 1]"),
+            tf.debugging.assert_positive(first["repetition_penalty"], "repetition_penalty must be > 0"),
+            tf.debugging.assert_all_finite(first["repetition_penalty"],
+                                           "repetition_penalty must be finite"),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(prompt), {key: tf.identity(value) for key, value in first.items()}
+
+    def generate(self, prompt, max_new_tokens=tf.constant([DEFAULTS.max_new_tokens]),
+                 temperature=tf.constant([DEFAULTS.temperature]),
+                 top_k=tf.constant([DEFAULTS.top_k]), top_p=tf.constant([DEFAULTS.top_p]),
+                 repetition_penalty=tf.constant([DEFAULTS.repetition_penalty]),
+                 seed=tf.constant([DEFAULTS.seed])):
+        """Continues each prompt. The defaults become the SignatureDef's `defaults`, which
+        TF Serving fills in for inputs a request leaves out."""
+        prompt, s = self._checked(prompt, dict(
+            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+            repetition_penalty=repetition_penalty, seed=seed))
+        prompt = tf.where(prompt == "", EMPTY_PROMPT, prompt)
+        codes = tf.strings.unicode_decode(prompt, "UTF-8")  # invalid bytes → U+FFFD → unknown id
+        ids = tf.ragged.map_flat_values(
+            lambda c: tf.gather(self.code_to_id, tf.minimum(c, tf.size(self.code_to_id) - 1)), codes)
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        batch, new = tf.shape(prompt)[0], s["max_new_tokens"]
+        stop = tf.reduce_max(lengths) + new
+        size = (stop + BUCKET - 1) // BUCKET * BUCKET
+        tokens = ids.to_tensor(default_value=0, shape=tf.stack([batch, size]))
+        tokens, _, _ = self.loop(tokens, lengths, 0, stop, 0, self.model.initial_state(batch),
+                                 s["temperature"], s["top_k"], s["top_p"], s["repetition_penalty"],
+                                 0, tf.stack([s["seed"], 0]))
+        token_ids = tf.gather(tokens, lengths[:, None] + tf.range(new)[None, :], batch_dims=1)
+        text = tf.strings.reduce_join(tf.gather(self.id_to_char, token_ids), axis=-1)
+        return {"text": text, "token_ids": token_ids}
+
+    def endpoints(self):
+        def serving_default(prompt):
+            return self.generate(prompt)
+
+        def logits(token_ids):
+            checks = [tf.debugging.assert_less_equal(tf.shape(token_ids)[0], self.limits["max_batch"],
+                                                     f"at most {self.limits['max_batch']} rows"),
+                      tf.debugging.assert_less_equal(tf.shape(token_ids)[1],
+                                                     self.limits["max_prompt_chars"],
+                                                     f"at most {self.limits['max_prompt_chars']} ids per row"),
+                      tf.debugging.assert_positive(tf.shape(token_ids)[1], "at least one id per row"),
+                      tf.debugging.assert_non_negative(token_ids, "ids must be ≥ 0"),
+                      tf.debugging.assert_less(token_ids, self.model.vocab_size,
+                                               f"ids must be < {self.model.vocab_size}")]
+            with tf.control_dependencies(checks):
+                token_ids = tf.identity(token_ids)
+            return {"logits": self.model(token_ids, training=False)[:, -1]}
+
+        return {
+            "serving_default": (serving_default, [_vector(tf.string, "prompt")]),
+            "generate": (self.generate, [_vector(tf.string, "prompt")] +
+                         [_vector(dtype, key) for key, dtype in CONTROLS.items()]),
+            "logits": (logits, [tf.TensorSpec([None, None], tf.int32, name="token_ids")]),
+        }
+
+    def trackables(self):
+        return []
+
+    def warmup_inputs(self):
+        row = {"prompt": np.array(["The "]), "max_new_tokens": np.array([8], np.int32),
+               "temperature": np.array([0.8], np.float32), "top_k": np.array([0], np.int32),
+               "top_p": np.array([0.9], np.float32),
+               "repetition_penalty": np.array([1.1], np.float32), "seed": np.array([1], np.int32)}
+        return {"serving_default": {"prompt": row["prompt"]}, "generate": row,
+                "logits": {"token_ids": np.ones((1, 8), np.int32)}}
+
+
+def step_function(model):
+    """One decoding step at batch 1 with static shapes and named inputs and outputs: what
+    LiteRT runs (Keras' GRU over a sequence would need Flex TensorList ops)."""
+    state = model.initial_state(1)
+    flat_state = tf.nest.flatten(state)
+    specs = [tf.TensorSpec([1], tf.int32, name="token_id"), tf.TensorSpec([], tf.int32, name="position")]
+    specs += [tf.TensorSpec(s.shape, s.dtype, name=f"state_{i}") for i, s in enumerate(flat_state)]
+
+    @tf.function(input_signature=specs)
+    def step(token_id, position, *flat):
+        logits, new_state = model.step(token_id, tf.nest.pack_sequence_as(state, list(flat)), position)
+        outputs = {"logits": logits}
+        outputs.update({f"new_state_{i}": s for i, s in enumerate(tf.nest.flatten(new_state))})
+        return outputs
+
+    return step.get_concrete_function()
+
+
+def calibration_inputs(model, text, count=64):
+    """Representative step inputs for int8: the real states met while reading `text`."""
+    sample = CharVocab(model.vocabulary).encode(text)
+    state, inputs = model.initial_state(1), []
+    limit = model.context_length or count
+    for position, token in enumerate(sample[:min(count, limit)]):
+        token = np.array([token], np.int32)
+        inputs.append({"token_id": token, "position": np.int32(position),
+                       **{f"state_{i}": np.asarray(s) for i, s in enumerate(tf.nest.flatten(state))}})
+        _, state = model.step(tf.constant(token), state, position)
+    return inputs
+
+
+def tflite_generate(runner, model, prompt_ids, max_new_tokens):
+    """Greedy decoding by looping the LiteRT step decoder, as a mobile app would: the reference use."""
+    state = [np.asarray(s) for s in tf.nest.flatten(model.initial_state(1))]
+    signature = runner.get_signature_runner()
+    tokens, out = list(prompt_ids), []
+    for position in range(len(tokens) + max_new_tokens - 1):
+        if model.context_length and position >= model.context_length:
+            raise ValueError("the step decoder's cache is full; re-read a window as decode_loop does")
+        result = signature(token_id=np.array([tokens[position]], np.int32),
+                           position=np.array(position, np.int32),
+                           **{f"state_{i}": s for i, s in enumerate(state)})
+        state = [result[f"new_state_{i}"] for i in range(len(state))]
+        if position + 1 >= len(tokens):
+            logits = result["logits"][0].copy()
+            logits[UNKNOWN_ID] = -np.inf
+            tokens.append(int(logits.argmax()))
+            out.append(tokens[-1])
+    return out

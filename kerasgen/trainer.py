@@ -1,0 +1,206 @@
+"""Training a zoo model into a run directory: the recipe's callbacks, resumable backups, fit, save.
+
+`train_run` is the whole job of `python -m kerasgen.train` once its settings
+are resolved; the model's family supplies the data, its callbacks and the
+summary, so nothing here knows what kind of model it trains.
+"""
+import dataclasses
+import glob
+import json
+import math
+import os
+import shutil
+
+import keras
+import numpy as np
+
+from kerasgen.errors import ConfigError, RunError
+from kerasgen.rundir import atomic_save_model, atomic_write
+
+BACKUP_STATE = "state.json"  # the commit point of a backup: it names the weights file it goes with
+
+
+class TrainingDiverged(Exception):
+    """A loss or weight became NaN or infinite: training stops, the last good backup is kept."""
+
+
+def finished_epochs(run):
+    """Epochs the run's backup holds (0 without one)."""
+    path = os.path.join(run.backup_dir, BACKUP_STATE)
+    if not os.path.isfile(path):
+        return 0
+    try:
+        with open(path) as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{path} is corrupted ({e}); delete {run.backup_dir} to restart the run") from None
+
+
+class Backup(keras.callbacks.Callback):
+    """Everything needed to continue a run exactly, after each epoch: weights and optimizer
+    state, the random generators' states and the state of the callbacks that have one
+    (`resumable_state()` / `restore_state()`).
+
+    Written atomically: the weights go to a new file, then state.json (naming that
+    file) is replaced, so a kill at any moment leaves the previous epoch intact. The
+    backup is not removed here: the trainer removes it once the final model is safe.
+    """
+
+    def __init__(self, run, callbacks=()):
+        super().__init__()
+        self.run, self.stateful = run, [c for c in callbacks if hasattr(c, "resumable_state")]
+
+    def _random_states(self):
+        return [v for v in self.model.variables if "seed_generator_state" in v.path]
+
+    def on_train_begin(self, logs=None):
+        path = os.path.join(self.run.backup_dir, BACKUP_STATE)
+        if not os.path.isfile(path):
+            return
+        with open(path) as f:
+            state = json.load(f)
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        weights = os.path.join(self.run.backup_dir, state["weights"])
+        try:
+            self.model.load_weights(weights)
+        except Exception as e:  # h5py and Keras raise many kinds; all mean "unusable"
+            raise RunError(f"{weights} cannot be loaded ({str(e).splitlines()[0]}); delete "
+                           f"{self.run.backup_dir} to restart the run") from None
+        for variable, value in zip(self._random_states(), state["random"]):
+            variable.assign(np.asarray(value, variable.dtype))
+        for callback, saved in zip(self.stateful, state["callbacks"]):
+            callback.restore_state(saved)
+        self.model._initial_epoch = state["epoch"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.run.backup_dir, exist_ok=True)
+        name = f"epoch-{epoch + 1}.weights.h5"
+        try:
+            self.model.save_weights(os.path.join(self.run.backup_dir, name))
+        except OSError as e:
+            raise RunError(f"cannot write the backup in {self.run.backup_dir}: {e.strerror or e}") from None
+        state = {"epoch": epoch + 1, "weights": name,
+                 "random": [np.asarray(v).tolist() for v in self._random_states()],
+                 "callbacks": [c.resumable_state() for c in self.stateful]}
+        atomic_write(os.path.join(self.run.backup_dir, BACKUP_STATE), json.dumps(state))
+        for old in glob.glob(os.path.join(self.run.backup_dir, "epoch-*.weights.h5")):
+            if os.path.basename(old) != name:
+                os.remove(old)
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model atomically whenever `monitor` improves (lower is better), or every
+    epoch when there is nothing to monitor. The best value survives a resume, so the
+    checkpoint only ever improves."""
+
+    def __init__(self, path, monitor):
+        super().__init__()
+        self.path, self.monitor, self.best = path, monitor, math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor) if self.monitor else None
+        if self.monitor and (value is None or not value < self.best):
+            return
+        if value is not None:
+            self.best = float(value)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        atomic_save_model(self.model, self.path)
+
+    def resumable_state(self):
+        return {"best": self.best}
+
+    def restore_state(self, state):
+        self.best = state["best"]
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose patience count and best value survive a resume."""
+
+    _restored = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._restored:
+            self.wait, self.best = self._restored["wait"], self._restored["best"]
+
+    def resumable_state(self):
+        return {"wait": self.wait, "best": None if self.best is None else float(self.best)}
+
+    def restore_state(self, state):
+        self._restored = state
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training when any reported loss or metric (not only `loss`: GANs report g_loss and
+    d_loss) or, at an epoch's end, any weight is NaN or infinite."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name, value in (logs or {}).items():
+            if not np.all(np.isfinite(value)):
+                raise TrainingDiverged(f"{name} became {float(np.asarray(value).ravel()[0])} at epoch "
+                                       f"{self.epoch + 1}, batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        for variable in self.model.weights:
+            if not np.all(np.isfinite(variable)):
+                raise TrainingDiverged(f"weight {variable.path} became non-finite in epoch {epoch + 1}")
+
+
+def make_strategy(name):
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.get_strategy()
+
+
+def build_model(cls, model_kwargs, strategy, pretrained=None, freeze_layers=0):
+    """The model, built (and given the pretrained weights) under `strategy`."""
+    with strategy.scope():
+        try:
+            model = cls(**model_kwargs)
+        except (ValueError, TypeError) as e:  # hyperparameters that do not fit together
+            raise ConfigError(str(e)) from None
+        model(model.sample_inputs(1))
+        if pretrained is not None:
+            model.set_weights(pretrained.get_weights())
+        model.freeze_lower(freeze_layers)
+    return model
+
+
+def train_run(model, data, train, recipe, run):
+    """Fits `model` into `run` (continuing its backup, if any) and writes the final model, the
+    summary and the family's files. Returns (summary, report lines)."""
+    family = model.family
+    stateful = [BestCheckpoint(run.checkpoint_path("best"), data.monitor)]
+    if data.monitor:
+        stateful.append(ResumableEarlyStopping(monitor=data.monitor, mode="min",
+                                               patience=recipe.patience))
+    callbacks = [
+        Backup(run, stateful),
+        StopOnNonFinite(),
+        # The family's callbacks add their scores to the epoch's logs before these read them.
+        *family.callbacks(model, data, train, run),
+        *stateful,
+        keras.callbacks.TensorBoard(run.logs_dir),
+    ]
+    model.fit(data.train, epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,
+              validation_data=data.validation, callbacks=callbacks, shuffle=False,  # tf.data shuffles
+              verbose=2 if os.environ.get("CI") else "auto")
+    atomic_save_model(model, run.checkpoint_path("final"))
+    summary, report = family.summarize(model, data, train, run)
+    shutil.rmtree(run.backup_dir, ignore_errors=True)  # the final model is safe on disk now
+    run.write_summary(summary)  # last: its presence marks the run finished
+    return summary, report
+
+
+def run_config(cls, model, train, recipe):
+    """What config.json records: enough to resume, evaluate or export the run from it alone."""
+    return {"model_name": cls.zoo_name, "family": cls.family.name, "train": dataclasses.asdict(train),
+            "recipe": dataclasses.asdict(recipe), "model": model.get_config()}
