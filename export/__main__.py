@@ -1,14 +1,17 @@
 """python -m kerasgen.export --run DIR: a TF Serving SavedModel version and LiteRT files."""
 import json
 import os
+import re
 import sys
 
-from kerasgen.cli import Parser, add_run_arguments, command, start_tensorflow
+from kerasgen.cli import Parser, add_run_arguments, command, filtered_stderr, start_tensorflow
 from kerasgen.errors import RunError, UsageError
 from kerasgen.family import families
 from kerasgen.rundir import RunDir, atomic_write
 
 FORMATS = ("saved_model", "tflite")
+# What the LiteRT converter and interpreter print for every file, not for the user.
+LITERT_CHATTER = re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate|^fully_quantize: ")
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
 
@@ -82,8 +85,9 @@ def main(argv):
         print(f"TF Serving config: {os.path.join(args.base, 'models.config')}")
     for quantize, path in lite_paths.items():
         calibration = family.calibration_inputs(model, run) if quantize == "int8" else None
-        data = tflite.convert(family.tflite_function(model), quantize, calibration)
-        tflite.interpreter(data)  # refuse a file the stock interpreter cannot load
+        with filtered_stderr(LITERT_CHATTER.search):
+            data = tflite.convert(family.tflite_function(model), quantize, calibration)
+            tflite.interpreter(data)  # refuse a file the stock interpreter cannot load
         os.makedirs(os.path.dirname(path), exist_ok=True)
         atomic_write(path, data)
         print(f"LiteRT: {path}")

@@ -63,7 +63,7 @@ def command(prog):
 
 
 @contextlib.contextmanager
-def _filtered_stderr(drop):
+def filtered_stderr(drop):
     """Runs the block with file descriptor 2 captured (C++ writes there directly), then
     writes back the captured lines `drop` does not match."""
     sys.stderr.flush()
@@ -97,7 +97,7 @@ def start_tensorflow():
     def drop(line):
         return bool(_START_UP_NOISE.search(line) or (no_driver and _NO_DRIVER_NOISE.search(line)))
 
-    with _filtered_stderr(drop):
+    with filtered_stderr(drop):
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # CUDA is probed here, once per process

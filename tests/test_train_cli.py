@@ -113,8 +113,10 @@ def test_tensorboard_logs_hold_losses_learning_rate_bpc_samples_and_stability(tm
         tags[part] = set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
     assert {"epoch_loss", "epoch_learning_rate", "epoch_bits_per_char"} <= tags["train"]
     assert {"epoch_loss", "epoch_bits_per_char"} <= tags["validation"]
-    assert {"sample", "stability/repetition_rate", "stability/distinct_2",
-            "stability/self_bleu"} <= tags["samples"]
+    from kerasgen.text.callbacks import PLOTTED
+
+    assert {"sample", *(f"stability/{name}" for name in PLOTTED),
+            *(f"stability_real_text/{name}" for name in PLOTTED)} <= tags["samples"]
 
 
 @pytest.mark.slow

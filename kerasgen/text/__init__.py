@@ -46,12 +46,14 @@ class TextFamily(Family):
         model_kwargs = {**model_kwargs, "vocab_size": vocab.size, "vocabulary": vocab.chars}
         if "seq_len" in model_defaults(cls):  # a bounded context is the training window
             model_kwargs["seq_len"] = train.seq_len
-        return model_kwargs, TrainingData(train_ds, val_ds, monitor="val_loss")
+        return model_kwargs, TrainingData(train_ds, val_ds, monitor="val_loss",
+                                          real_texts=_passages(text, train.sample_chars))
 
     def callbacks(self, model, data, train, run):
-        from kerasgen.text.callbacks import TextSampleLogger
+        from kerasgen.text.callbacks import STABILITY_SAMPLES, TextSampleLogger
 
-        return [TextSampleLogger(run.log_dir("samples"), train.sample_chars, train.seed)]
+        return [TextSampleLogger(run.log_dir("samples"), train.sample_chars, train.seed,
+                                 data.real_texts[:STABILITY_SAMPLES])]
 
     def summarize(self, model, data, train, run):
         import math
@@ -148,6 +150,13 @@ class TextFamily(Family):
         from kerasgen.text.serving import calibration_inputs
 
         return calibration_inputs(model, load_text(run.train_config().data)[:2000], count)
+
+
+def _passages(text, length, count=8):
+    """`count` evenly spaced passages of the validation part (the last 10%) of `text`."""
+    held_out = text[int(len(text) * 0.9):]
+    step = max(1, (len(held_out) - length) // count)
+    return [held_out[i:i + length] for i in range(0, step * count, step)][:count]
 
 
 FAMILY = TextFamily()

@@ -1,7 +1,9 @@
 """Stability metrics of generated text: repetition, diversity and sameness across samples.
 
-All work on words (whitespace-separated), the unit these measures are
-published in (distinct-n: Li et al. 2016; self-BLEU: Zhu et al. 2018).
+On words (whitespace-separated), the unit these measures are published in
+(distinct-n: Li et al. 2016; self-BLEU: Zhu et al. 2018), and on characters:
+samples of a few hundred characters hold too few words for word trigrams to
+repeat, while character n-grams show loops and lost diversity as they start.
 """
 import collections
 import math
@@ -9,19 +11,24 @@ import math
 import numpy as np
 
 
-def ngrams(words, n):
-    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+def ngrams(units, n):
+    return [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
 
 
-def repetition_rate(text, n=3):
-    """Share of a sample's word n-grams that already occurred earlier in it (0: none repeat)."""
-    grams = ngrams(text.split(), n)
+def _units(text, unit):
+    return text.split() if unit == "word" else text
+
+
+def repetition_rate(text, n=3, unit="word"):
+    """Share of a sample's n-grams (of words or chars) that already occurred earlier in it
+    (0: none repeat; near 1: a loop)."""
+    grams = ngrams(_units(text, unit), n)
     return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
 
 
-def distinct_n(texts, n):
-    """Distinct word n-grams over all n-grams of `texts` (1: nothing repeats)."""
-    grams = [g for text in texts for g in ngrams(text.split(), n)]
+def distinct_n(texts, n, unit="word"):
+    """Distinct n-grams (of words or chars) over all n-grams of `texts` (1: nothing repeats)."""
+    grams = [g for text in texts for g in ngrams(_units(text, unit), n)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
@@ -56,4 +63,6 @@ def text_stability(texts):
     """The stability figures of one set of samples."""
     return {"repetition_rate": float(np.mean([repetition_rate(t) for t in texts])),
             "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
-            "distinct_3": distinct_n(texts, 3), "self_bleu": self_bleu(texts)}
+            "distinct_3": distinct_n(texts, 3), "self_bleu": self_bleu(texts),
+            "char_repetition": float(np.mean([repetition_rate(t, 8, "char") for t in texts])),
+            "char_distinct_4": distinct_n(texts, 4, "char")}
