@@ -36,10 +36,10 @@ class Family:
         """Flags of `python -m kerasgen.evaluate` for this family's models."""
 
     # -- training ------------------------------------------------------------------------
-    def training_data(self, cls, train, model_kwargs, pretrained_config=None, first_step=0):
+    def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
         """Loads and checks the data: returns (model kwargs completed from the data, e.g.
-        the vocabulary, TrainingData). `pretrained_config`: the config.json of the run being
-        fine-tuned, whose data conventions the new data must follow. The training stream
+        the vocabulary, TrainingData). `pretrained`: the RunDir being fine-tuned or resumed,
+        whose data conventions (a vocabulary) the data must follow. The training stream
         starts at step `first_step` (a resumed run continues where it stopped)."""
         raise NotImplementedError
 

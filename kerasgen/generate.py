@@ -27,6 +27,7 @@ def main(argv):
     if args.num_samples is not None and args.num_samples < 1:
         raise UsageError(f"--num_samples must be ≥ 1, got {args.num_samples}")
     run = RunDir.find(args.run)
+    run.read_config()  # a corrupted run is reported, not half used
     start_tensorflow()
     model = run.load_model(args.checkpoint)
     model.family.generate(model, run, args)

@@ -211,6 +211,12 @@ class RunDir:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RunError(f"{path} cannot be loaded ({reason})") from None
 
+    def _remove_temporaries(self):
+        for folder, _, files in os.walk(self.path):
+            for name in files:
+                if ".tmp-" in name:
+                    os.remove(os.path.join(folder, name))
+
     @contextlib.contextmanager
     def lock(self):
         """Held while a process trains into this directory; a second one fails at once."""
@@ -227,6 +233,7 @@ class RunDir:
             handle.truncate()
             handle.write(f"process {os.getpid()}")
             handle.flush()
+            self._remove_temporaries()  # of a process killed mid-write: no one else writes here
             yield self
         finally:
             handle.close()  # closing releases the lock (as does the process dying)

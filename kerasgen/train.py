@@ -1,5 +1,6 @@
 """python -m kerasgen.train --model gru: train a zoo model and write a self-contained run directory."""
 import dataclasses
+import os
 import sys
 
 from kerasgen.cli import Parser, command, start_tensorflow
@@ -97,7 +98,7 @@ class Plan:
     recipe: Recipe
     model_kwargs: dict
     run: RunDir = None  # set when resuming
-    data_config: dict = None  # the config.json whose vocabulary and data conventions to keep
+    pretrained: RunDir = None  # the run whose vocabulary and data conventions to keep
 
 
 def _resume_plan(args, overrides):
@@ -122,15 +123,16 @@ def _resume_plan(args, overrides):
     train, recipe_updates, _ = apply_overrides(run.train_config(), cls, overrides)
     hyper = model_defaults(cls)
     return Plan(cls, train.check(), dataclasses.replace(recipe, **recipe_updates),
-                {k: v for k, v in config["model"].items() if k in hyper}, run, config)
+                {k: v for k, v in config["model"].items() if k in hyper}, run, run)
 
 
 def _fresh_plan(args, overrides):
     from kerasgen import registry
 
-    base = None
+    base = pretrained = None
     if args.init_from:
-        base = RunDir.find(args.init_from).read_config()
+        pretrained = RunDir.find(args.init_from)
+        base = pretrained.read_config()
         if args.model and args.model != base["model_name"]:
             raise UsageError(f"--init_from {args.init_from} is a {base['model_name']!r} run, "
                              f"not {args.model!r}")
@@ -142,13 +144,13 @@ def _fresh_plan(args, overrides):
         model_kwargs = {**{k: v for k, v in base["model"].items() if k in hyper}, **model_kwargs}
         changes = {"recipe": overrides.get("recipe", "finetune")}
         if "seq_len" not in overrides:
-            changes["seq_len"] = base["train"]["seq_len"]  # the model's context
+            changes["seq_len"] = pretrained.train_config().seq_len  # the model's context
         train = dataclasses.replace(train, **changes)
     recipe = dataclasses.replace(get_recipe(train.recipe), **recipe_updates)
     if train.out is not None:
         RunDir.check_new(train.out)  # before the data and the model take their seconds
     return Plan(cls, dataclasses.replace(train, model=cls.zoo_name).check(), recipe, model_kwargs,
-                data_config=base)
+                pretrained=pretrained)
 
 
 def _train(plan):
@@ -159,15 +161,14 @@ def _train(plan):
 
     train, recipe, cls = plan.train, plan.recipe, plan.cls
     first_step = trainer.finished_epochs(plan.run) * train.steps_per_epoch if plan.run else 0
-    model_kwargs, data = cls.family.training_data(cls, train, plan.model_kwargs, plan.data_config,
+    model_kwargs, data = cls.family.training_data(cls, train, plan.model_kwargs, plan.pretrained,
                                                   first_step)
     if "dropout" in model_defaults(cls):
         model_kwargs.setdefault("dropout", recipe.dropout)
     keras.utils.set_random_seed(train.seed)
     strategy = trainer.make_strategy(train.strategy)
-    pretrained = RunDir.find(train.init_from).load_model("best") \
-        if train.init_from and plan.run is None else None
-    model = trainer.build_model(cls, model_kwargs, strategy, pretrained, train.freeze_layers)
+    weights = plan.pretrained.load_model("best") if plan.run is None and plan.pretrained else None
+    model = trainer.build_model(cls, model_kwargs, strategy, weights, train.freeze_layers)
     with strategy.scope():
         model.compile_from_recipe(recipe, train.epochs * train.steps_per_epoch,
                                   jit_compile=train.jit_compile,
@@ -175,6 +176,8 @@ def _train(plan):
                                                           train.steps_per_epoch))
     run = plan.run or RunDir.create(cls.zoo_name, train.out)
     with run.lock():
+        if plan.run is None and os.path.exists(run.config_path):  # another run got here first
+            raise RunError(f"{run} already holds a run; choose another --out")
         run.write_config(trainer.run_config(cls, model, train, recipe))
         print(f"run directory: {run}\nTensorBoard:   tensorboard --logdir {run.logs_dir}", flush=True)
         try:

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 
 import keras
 import numpy as np
@@ -39,7 +40,8 @@ def finished_epochs(run):
 class Backup(keras.callbacks.Callback):
     """Everything needed to continue a run exactly, after each epoch: weights and optimizer
     state, the random generators' states and the state of the callbacks that have one
-    (`resumable_state()` / `restore_state()`).
+    (`resumable_state()` / `restore_state()`). It must come after those callbacks, so that
+    it saves their state after the epoch and restores it after their own on_train_begin.
 
     Written atomically: the weights go to a new file, then state.json (naming that
     file) is replaced, so a kill at any moment leaves the previous epoch intact. The
@@ -63,7 +65,10 @@ class Backup(keras.callbacks.Callback):
             self.model.optimizer.build(self.model.trainable_variables)
         weights = os.path.join(self.run.backup_dir, state["weights"])
         try:
-            self.model.load_weights(weights)
+            with warnings.catch_warnings():
+                # Keras only warns when it skips a variable; a partial restore is not a resume.
+                warnings.simplefilter("error", UserWarning)
+                self.model.load_weights(weights)
         except Exception as e:  # h5py and Keras raise many kinds; all mean "unusable"
             raise RunError(f"{weights} cannot be loaded ({str(e).splitlines()[0]}); delete "
                            f"{self.run.backup_dir} to restart the run") from None
@@ -117,18 +122,11 @@ class BestCheckpoint(keras.callbacks.Callback):
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """EarlyStopping whose patience count and best value survive a resume."""
 
-    _restored = None
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self._restored:
-            self.wait, self.best = self._restored["wait"], self._restored["best"]
-
     def resumable_state(self):
         return {"wait": self.wait, "best": None if self.best is None else float(self.best)}
 
     def restore_state(self, state):
-        self._restored = state
+        self.wait, self.best = state["wait"], state["best"]
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -183,11 +181,11 @@ def train_run(model, data, train, recipe, run):
         stateful.append(ResumableEarlyStopping(monitor=data.monitor, mode="min",
                                                patience=recipe.patience))
     callbacks = [
-        Backup(run, stateful),
-        StopOnNonFinite(),
+        StopOnNonFinite(),  # first: a non-finite epoch is never checkpointed or backed up
         # The family's callbacks add their scores to the epoch's logs before these read them.
         *family.callbacks(model, data, train, run),
         *stateful,
+        Backup(run, stateful),
         keras.callbacks.TensorBoard(run.logs_dir),
     ]
     model.fit(data.train, epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,
@@ -195,8 +193,8 @@ def train_run(model, data, train, recipe, run):
               verbose=2 if os.environ.get("CI") else "auto")
     atomic_save_model(model, run.checkpoint_path("final"))
     summary, report = family.summarize(model, data, train, run)
-    shutil.rmtree(run.backup_dir, ignore_errors=True)  # the final model is safe on disk now
-    run.write_summary(summary)  # last: its presence marks the run finished
+    run.write_summary(summary)  # its presence marks the run finished …
+    shutil.rmtree(run.backup_dir, ignore_errors=True)  # … so the backup is no longer needed
     return summary, report
 
 

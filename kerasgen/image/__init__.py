@@ -27,7 +27,7 @@ class ImageFamily(Family):
         group.add_argument("--out", metavar="FILE.png", help="where to write the grid of samples")
 
     # -- training ------------------------------------------------------------------------
-    def training_data(self, cls, train, model_kwargs, pretrained_config=None, first_step=0):
+    def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
         from kerasgen.config import model_defaults
         from kerasgen.image import metrics
         from kerasgen.image.data import image_datasets, load_images

@@ -138,18 +138,31 @@ def _check_labels(labels, count, source):
     return labels.astype(np.int32)
 
 
+def shuffled_batches(count, batch_size, seed, first_step=0):
+    """An endless dataset of index batches: each pass over range(count) in its own order,
+    drawn from (seed, pass) alone (not from TensorFlow's global seed), so the stream is the
+    same in every process and a resumed run continues it exactly from batch `first_step`."""
+    def index(i):
+        epoch, position = i // count, i % count
+        return tf.random.experimental.index_shuffle(position, tf.stack([tf.cast(seed, tf.int64), epoch]),
+                                                    count - 1)
+
+    return (tf.data.Dataset.counter(first_step * batch_size).map(index)
+            .batch(batch_size, drop_remainder=True))
+
+
 def image_datasets(images, batch_size, seed, first_step=0):
     """(train, validation) datasets of image batches: a shuffled 90/10 split, train repeated
-    (reshuffled each pass, from `seed` alone) and started at batch `first_step`, so a resumed
-    run continues the same stream."""
+    (reshuffled each pass) and started at batch `first_step`."""
     order = np.random.default_rng(seed).permutation(len(images))
     cut = max(1, int(len(images) * 0.9))
     if cut >= len(images) or cut < batch_size:
         raise DataError(f"{len(images)} images are too few for a 90/10 train/validation split "
                         f"with batches of {batch_size}")
-    train = (tf.data.Dataset.from_tensor_slices(images[order[:cut]]).cache()
-             .shuffle(cut, seed=seed).repeat().batch(batch_size, drop_remainder=True)
-             .skip(first_step).prefetch(tf.data.AUTOTUNE))
+    train_images = tf.constant(images[order[:cut]])
+    train = (shuffled_batches(cut, batch_size, seed, first_step)
+             .map(lambda i: tf.gather(train_images, i), num_parallel_calls=tf.data.AUTOTUNE)
+             .prefetch(tf.data.AUTOTUNE))
     val = tf.data.Dataset.from_tensor_slices(images[order[cut:]]).batch(batch_size).cache()
     return train, val
 

@@ -11,6 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasgen.image.data import shuffled_batches
+
 
 def build_classifier(image_shape, num_classes, seed=0):
     """The source documents' 'CNN on MNIST', small enough to train in seconds; every initializer
@@ -37,9 +39,10 @@ def train_classifier(images, labels, epochs=20, seed=0):
     model = build_classifier(images.shape[1:], int(labels.max()) + 1, seed)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"],
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    batches = (tf.data.Dataset.from_tensor_slices((images[train], labels[train]))
-               .shuffle(len(train), seed=seed).batch(64))
-    model.fit(batches, epochs=epochs, verbose=0, shuffle=False)  # the dataset shuffles
+    x, y = tf.constant(images[train]), tf.constant(labels[train])
+    batches = shuffled_batches(len(train), 64, seed).map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
+    model.fit(batches, epochs=epochs, steps_per_epoch=len(train) // 64, verbose=0,
+              shuffle=False)  # the batches are shuffled
     accuracy = model.evaluate(images[test], labels[test], verbose=0, return_dict=True)["accuracy"]
     return model, float(accuracy)
 

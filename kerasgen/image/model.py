@@ -88,7 +88,10 @@ class GAN(ImageGenerator):
         kwargs.pop("loss", None)
         super().compile(optimizer=optimizer, **kwargs)
         self.d_optimizer = d_optimizer or self.optimizer.__class__.from_config(self.optimizer.get_config())
-        self.d_optimizer.build(self.discriminator.trainable_variables)  # before any tracing
+        # Built now, each for the variables it steps: before any tracing, and so that restoring
+        # a backup finds them shaped as they were saved.
+        self.optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
 
     @property
     def metrics(self):

@@ -28,13 +28,17 @@ class TextFamily(Family):
     add_evaluate_arguments = add_generate_arguments
 
     # -- training ------------------------------------------------------------------------
-    def training_data(self, cls, train, model_kwargs, pretrained_config=None, first_step=0):
+    def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
         from kerasgen.config import model_defaults
+        from kerasgen.errors import RunError
         from kerasgen.text.data import CharVocab, load_text, text_datasets
 
         text = load_text(train.data)
-        if pretrained_config is not None:
-            vocab = CharVocab(pretrained_config["model"]["vocabulary"])
+        if pretrained is not None:
+            chars = pretrained.read_config()["model"].get("vocabulary")
+            if not isinstance(chars, str) or not chars:
+                raise RunError(f"{pretrained.config_path} is corrupted (no vocabulary in 'model')")
+            vocab = CharVocab(chars)
             unknown = vocab.unknown(text)
             if unknown:
                 raise DataError(f"the new data has {len(unknown)} characters outside the pretrained "

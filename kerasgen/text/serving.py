@@ -21,8 +21,7 @@ from kerasgen.text.data import UNKNOWN_ID, CharVocab
 from kerasgen.text.decoding import BUCKET, decode_loop
 from kerasgen.text.sampling import EMPTY_PROMPT, SERVED_CONTROLS, Sampling
 
-DEFAULTS = Sampling()
-CONTROLS = {key: tf.as_dtype(np.float32 if isinstance(getattr(DEFAULTS, key), float) else np.int32)
+CONTROLS = {key: tf.as_dtype(np.float32 if isinstance(getattr(Sampling(), key), float) else np.int32)
             for key in SERVED_CONTROLS}
 
 
@@ -38,6 +37,7 @@ class TextServing:
         self.model = model
         self.limits = {"max_new_tokens": max_new_tokens, "max_prompt_chars": max_prompt_chars,
                        "max_batch": max_batch}
+        self.defaults = Sampling(max_new_tokens=min(Sampling().max_new_tokens, max_new_tokens))
         self.server_flags = ["--xla_cpu_compilation_enabled=true"] if jit_compile else []
         codes = [ord(c) for c in model.vocabulary]
         table = np.full(max(codes) + 2, UNKNOWN_ID, np.int32)  # the last entry: any larger code
@@ -77,13 +77,8 @@ class TextServing:
         with tf.control_dependencies(checks):
             return tf.identity(prompt), {key: tf.identity(value) for key, value in first.items()}
 
-    def generate(self, prompt, max_new_tokens=tf.constant([DEFAULTS.max_new_tokens]),
-                 temperature=tf.constant([DEFAULTS.temperature]),
-                 top_k=tf.constant([DEFAULTS.top_k]), top_p=tf.constant([DEFAULTS.top_p]),
-                 repetition_penalty=tf.constant([DEFAULTS.repetition_penalty]),
-                 seed=tf.constant([DEFAULTS.seed])):
-        """Continues each prompt. The defaults become the SignatureDef's `defaults`, which
-        TF Serving fills in for inputs a request leaves out."""
+    def generate(self, prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed):
+        """Continues each prompt (the `generate` signature's body)."""
         prompt, s = self._checked(prompt, dict(
             max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
             repetition_penalty=repetition_penalty, seed=seed))
@@ -104,8 +99,20 @@ class TextServing:
         return {"text": text, "token_ids": token_ids}
 
     def endpoints(self):
+        # The defaults, within the limits, become the SignatureDef's `defaults`: TF Serving
+        # fills them in for inputs a request leaves out, so only `prompt` is required.
+        defaults = {key: tf.constant([getattr(self.defaults, key)], dtype)
+                    for key, dtype in CONTROLS.items()}
+
+        def generate(prompt, max_new_tokens=defaults["max_new_tokens"],
+                     temperature=defaults["temperature"], top_k=defaults["top_k"],
+                     top_p=defaults["top_p"], repetition_penalty=defaults["repetition_penalty"],
+                     seed=defaults["seed"]):
+            return self.generate(prompt, max_new_tokens, temperature, top_k, top_p,
+                                 repetition_penalty, seed)
+
         def serving_default(prompt):
-            return self.generate(prompt)
+            return generate(prompt)
 
         def logits(token_ids):
             checks = [tf.debugging.assert_less_equal(tf.shape(token_ids)[0], self.limits["max_batch"],
@@ -123,7 +130,7 @@ class TextServing:
 
         return {
             "serving_default": (serving_default, [_vector(tf.string, "prompt")]),
-            "generate": (self.generate, [_vector(tf.string, "prompt")] +
+            "generate": (generate, [_vector(tf.string, "prompt")] +
                          [_vector(dtype, key) for key, dtype in CONTROLS.items()]),
             "logits": (logits, [tf.TensorSpec([None, None], tf.int32, name="token_ids")]),
         }
@@ -132,12 +139,13 @@ class TextServing:
         return []
 
     def warmup_inputs(self):
-        row = {"prompt": np.array(["The "]), "max_new_tokens": np.array([8], np.int32),
+        row = {"prompt": np.array(["The "[:self.limits["max_prompt_chars"]]]),
+               "max_new_tokens": np.array([min(8, self.limits["max_new_tokens"])], np.int32),
                "temperature": np.array([0.8], np.float32), "top_k": np.array([0], np.int32),
                "top_p": np.array([0.9], np.float32),
                "repetition_penalty": np.array([1.1], np.float32), "seed": np.array([1], np.int32)}
         return {"serving_default": {"prompt": row["prompt"]}, "generate": row,
-                "logits": {"token_ids": np.ones((1, 8), np.int32)}}
+                "logits": {"token_ids": np.ones((1, min(8, self.limits["max_prompt_chars"])), np.int32)}}
 
 
 def step_function(model):

@@ -1,0 +1,464 @@
+"""Fault injection: kills at every kind of moment, full disks, corrupted files, concurrent runs,
+divergence, hostile served requests and hostile servers. Nothing is lost, nothing hangs, every bad
+input is one line.
+
+Kills are injected by running the command in a subprocess that first patches the function it
+would be inside at that moment to SIGKILL its own process (the product code has no test hooks).
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, TESTS, error_lines, run_python, tiny_flags, tiny_model
+from kerasgen import evaluate, generate, train
+from kerasgen.export.__main__ import main as export_main
+from kerasgen.rundir import RunDir
+from kerasgen.trainer import BestCheckpoint
+
+pytestmark = pytest.mark.slow
+
+GRU = [*tiny_flags("gru"), "--epochs=4", "--steps_per_epoch=5", "--steps_per_execution=1"]
+KILL = "os.kill(os.getpid(), signal.SIGKILL)"
+# Each patch kills the training process at one kind of moment.
+KILL_POINTS = {
+    "mid-epoch": (  # inside epoch 3's steps
+        "from kerasgen import trainer\n"
+        "step = trainer.StopOnNonFinite.on_train_batch_end\n"
+        "def on_batch(self, batch, logs=None):\n"
+        f"    if self.epoch == 2 and batch == 2: {KILL}\n"
+        "    step(self, batch, logs)\n"
+        "trainer.StopOnNonFinite.on_train_batch_end = on_batch\n"),
+    "checkpoint write": (  # best.keras's new file written, not yet renamed
+        "real = os.replace\n"
+        "calls = []\n"
+        "def replace(src, dst):\n"
+        "    calls.append(dst)\n"
+        f"    if str(dst).endswith('best.keras') and len(calls) > 3: {KILL}\n"
+        "    real(src, dst)\n"
+        "os.replace = replace\n"),
+    "backup write": (  # epoch 3's weights written, its state.json not
+        "from kerasgen import trainer\n"
+        "real = trainer.atomic_write\n"
+        "def write(path, data):\n"
+        f"    if path.endswith('state.json') and '\"epoch\": 3' in data: {KILL}\n"
+        "    real(path, data)\n"
+        "trainer.atomic_write = write\n"),
+    "final save": (  # model.keras's new file written, not yet renamed
+        "real = os.replace\n"
+        "def replace(src, dst):\n"
+        f"    if str(dst).endswith('model.keras'): {KILL}\n"
+        "    real(src, dst)\n"
+        "os.replace = replace\n"),
+    "summary": (  # everything saved but the summary that marks the run finished
+        "from kerasgen.rundir import RunDir\n"
+        f"RunDir.write_summary = lambda self, summary: {KILL}\n"),
+}
+
+
+def train_process(args, patch="", env=None, timeout=300):
+    code = f"import os, signal, sys\n{patch}\nfrom kerasgen import train\nsys.exit(train.main({args!r}))\n"
+    return run_python(code, timeout=timeout, env={"CI": "1", **(env or {})})
+
+
+def weights(run):
+    return RunDir(run).load_model("final").get_weights()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("whole") / "run")
+    assert train.main([*GRU, "--out", out]) == 0
+    return out
+
+
+@pytest.mark.parametrize("moment", KILL_POINTS)
+def test_a_kill_at_any_moment_then_resume_gives_the_uninterrupted_result(moment, uninterrupted,
+                                                                        tmp_path):
+    out = str(tmp_path / "run")
+    killed = train_process([*GRU, "--out", out], KILL_POINTS[moment])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    run = RunDir(out)
+    assert not run.finished
+    if os.path.exists(run.checkpoint_path("best")):  # what a kill leaves is always loadable
+        run.load_model("best")
+    resumed = train_process(["--resume", out])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert run.read_summary()["val_loss"] == RunDir(uninterrupted).read_summary()["val_loss"]
+    for ours, theirs in zip(weights(out), weights(uninterrupted)):
+        np.testing.assert_array_equal(ours, theirs)  # bit-identical
+    assert not [f for f in os.listdir(out) if ".tmp-" in f]  # the dead process's temporaries
+    assert not os.path.exists(run.backup_dir)
+
+
+def test_a_gan_resumes_exactly_too(tmp_path):
+    flags = [*tiny_flags("conv"), "--epochs=3", "--steps_per_epoch=4", "--steps_per_execution=1"]
+    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
+    assert train.main([*flags, "--out", whole]) == 0
+    patch = KILL_POINTS["mid-epoch"].replace("self.epoch == 2", "self.epoch == 1")
+    assert train_process([*flags, "--out", part], patch).returncode == -signal.SIGKILL
+    assert train_process(["--resume", part]).returncode == 0
+    for ours, theirs in zip(weights(part), weights(whole)):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_the_seed_drives_every_random_draw_of_a_gan(tmp_path):
+    runs = {}
+    for label, seed in (("a", 1), ("b", 1), ("c", 2)):
+        out = str(tmp_path / label)
+        assert train.main([*tiny_flags("dense"), "--seed", str(seed), "--out", out]) == 0
+        runs[label] = weights(out)
+    assert all(np.array_equal(x, y) for x, y in zip(runs["a"], runs["b"]))
+    assert not all(np.array_equal(x, y) for x, y in zip(runs["a"], runs["c"]))
+
+
+def test_resume_refuses_a_finished_run_and_changed_settings(uninterrupted, capsys):
+    assert train.main(["--resume", uninterrupted]) == 2
+    assert "finished training" in capsys.readouterr().err
+    assert train.main(["--resume", uninterrupted, "--units=99"]) == 2
+    assert "finished training" in capsys.readouterr().err
+
+
+def test_best_checkpoint_only_improves_across_a_resume(tmp_path):
+    model = tiny_model("gru")
+    checkpoint = BestCheckpoint(str(tmp_path / "best.keras"), "val_loss")
+    checkpoint.set_model(model)
+    checkpoint.restore_state({"best": 1.0})  # what the backup carried over
+    checkpoint.on_epoch_end(0, {"val_loss": 2.0})
+    assert not os.path.exists(tmp_path / "best.keras")
+    checkpoint.on_epoch_end(1, {"val_loss": 0.5})
+    assert os.path.exists(tmp_path / "best.keras") and checkpoint.resumable_state() == {"best": 0.5}
+
+
+def test_two_runs_into_one_out_directory_never_mix(tmp_path, capsys):
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "kerasgen.train", *GRU, "--epochs=200",
+                              "--out", str(out)], cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env={**os.environ, "CI": "1"})
+    try:
+        deadline = time.time() + 120
+        while not (out / "config.json").exists():
+            assert time.time() < deadline and first.poll() is None
+            time.sleep(0.1)
+        before = (out / "config.json").read_text()
+        started = time.time()
+        assert train.main([*GRU, "--out", str(out)]) == 2
+        assert "already holds a run" in capsys.readouterr().err and time.time() - started < 30
+        assert train.main(["--resume", str(out)]) == 2  # busy: the first one holds the lock
+        assert "is being trained by process" in capsys.readouterr().err
+        assert (out / "config.json").read_text() == before
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_gan_divergence_stops_with_one_line_and_exit_1_and_nothing_claims_success(tmp_path):
+    out = str(tmp_path / "run")
+    result = run_python(["-m", "kerasgen.train", *tiny_flags("dense"), "--learning_rate=1e6",
+                         "--clipnorm=1e9", "--epochs=3", "--steps_per_epoch=20", "--out", out],
+                        env={"CI": "1"})
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = error_lines(result.stderr)[-1]
+    assert "training diverged" in last and "at epoch" in last and f"--resume {out}" in last
+    assert not RunDir(out).finished and not os.path.exists(os.path.join(out, RunDir.FINAL))
+
+
+def test_non_finite_training_data_is_refused_before_training(tmp_path, capsys):
+    np.savez(tmp_path / "nan.npz", x=np.full((40, 8, 8), np.nan, np.float32))
+    out = tmp_path / "run"
+    assert train.main([*tiny_flags("conv"), "--data", str(tmp_path / "nan.npz"), "--out", str(out)]) == 2
+    assert "NaN or infinite" in capsys.readouterr().err and not out.exists()
+
+
+def _in_a_small_tmpfs(folder, script):
+    """Runs the shell `script` in a private mount namespace where `folder` is a 2 MB tmpfs with
+    150 KB left free; None where this machine cannot make one (no user or mount namespaces)."""
+    if not shutil.which("unshare") or subprocess.run(
+            ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {folder}"],
+            capture_output=True).returncode:
+        return None
+    fill = 2 * 1024 * 1024 - 150 * 1024
+    return subprocess.run(["unshare", "-rm", "sh", "-c",
+                           f"mount -t tmpfs -o size=2m tmpfs {folder} && "
+                           f"head -c {fill} /dev/zero > {folder}/filler && {script}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "CI": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{TESTS}"})
+
+
+def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path):
+    folder, out = tmp_path / "small", tmp_path / "small" / "run"
+    folder.mkdir()
+    train_cmd = " ".join([sys.executable, "-m", "kerasgen.train", *GRU, "--epochs=8", "--out", str(out)])
+    result = _in_a_small_tmpfs(folder, f"{train_cmd} > /dev/null 2> {tmp_path}/full.err; "
+                                       f"echo $? > {tmp_path}/full.rc; rm {folder}/filler; "
+                                       f"{sys.executable} -m kerasgen.train --resume {out}")
+    if result is None:
+        pytest.skip("this machine cannot mount a size-limited tmpfs (no user or mount namespaces)")
+    full = (tmp_path / "full.err").read_text()
+    assert (tmp_path / "full.rc").read_text().strip() == "2", full[-2000:]
+    lines = error_lines(full)
+    assert len(lines) == 1 and lines[0].startswith(f"kerasgen.train: error: cannot write {out}") \
+        and "No space left on device" in lines[0], lines
+    assert result.returncode == 0 and "validation loss" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def finished(uninterrupted, tmp_path_factory):
+    """A copy of a finished run, to corrupt."""
+    def copy(name):
+        path = str(tmp_path_factory.mktemp("corrupt") / name)
+        shutil.copytree(uninterrupted, path)
+        return path
+    return copy
+
+
+def _lambda_model_file(path):
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    model.save(path)
+
+
+@pytest.mark.parametrize("damage, file, message", [
+    (lambda r: open(r.checkpoint_path("best"), "wb").write(b"garbage"), RunDir.BEST, "cannot be loaded"),
+    (lambda r: open(r.checkpoint_path("best"), "r+b").truncate(1878), RunDir.BEST, "cannot be loaded"),
+    (lambda r: open(r.checkpoint_path("best"), "wb").close(), RunDir.BEST, "cannot be loaded"),
+    (lambda r: _lambda_model_file(r.checkpoint_path("best")), RunDir.BEST, "cannot be loaded"),
+    (lambda r: os.remove(r.checkpoint_path("best")), RunDir.BEST, "does not exist"),
+    (lambda r: open(r.config_path, "w").write("{garbage"), RunDir.CONFIG, "not JSON"),
+    (lambda r: open(r.config_path, "w").write("[1, 2]"), RunDir.CONFIG, "not a JSON object"),
+    (lambda r: r.write_config({k: v for k, v in r.read_config().items() if k != "train"}),
+     RunDir.CONFIG, "missing train"),
+])
+@pytest.mark.parametrize("command", ["generate", "evaluate", "export"])
+def test_a_corrupted_run_file_is_one_line_naming_it(finished, damage, file, message, command, tmp_path,
+                                                    capsys):
+    run = RunDir(finished(f"{command}-{file.replace('/', '-')}-{message[:8]}"))
+    damage(run)
+    main = {"generate": generate.main, "evaluate": evaluate.main, "export": export_main}[command]
+    assert main(["--run", run.path, "--base", str(tmp_path / "m")][:4 if command == "export" else 2]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and run.join(file) in lines[0] and message in lines[0], lines
+
+
+@pytest.mark.parametrize("flag, damage, message", [
+    ("--init_from", lambda c: c["model"].pop("vocabulary"), "no vocabulary"),
+    ("--init_from", lambda c: c["train"].update(seq_len="long"), "seq_len='long'"),
+    ("--resume", lambda c: c["train"].update(wings=2), "unknown settings: wings"),
+    ("--resume", lambda c: c["recipe"].update(learning_rate="fast"), "learning_rate='fast'"),
+])
+def test_a_corrupted_config_is_one_line_for_init_from_and_resume(finished, flag, damage, message,
+                                                                 capsys):
+    run = RunDir(finished(f"config-{message[:6]}"))
+    config = run.read_config()
+    damage(config)
+    run.write_config(config)
+    os.remove(run.summary_path)  # so --resume would continue it
+    new = ["--out", run.path + "-new"] if flag == "--init_from" else []
+    assert train.main([flag, run.path, *new]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and run.config_path in lines[0] and message in lines[0], lines
+
+
+def test_a_corrupted_backup_is_one_line_with_what_to_do(finished, capsys):
+    run = RunDir(finished("backup"))
+    os.remove(run.summary_path)
+    os.makedirs(run.backup_dir)
+    open(os.path.join(run.backup_dir, "state.json"), "w").write("{nope")
+    assert train.main(["--resume", run.path]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "state.json is corrupted" in lines[0] and "delete" in lines[0]
+
+
+def test_an_export_model_name_from_a_run_cannot_escape_the_base(finished, tmp_path, capsys):
+    run = RunDir(finished("escape"))
+    config = run.read_config()
+    config["model_name"] = "../outside"
+    run.write_config(config)
+    assert export_main(["--run", run.path, "--base", str(tmp_path / "base")]) == 2
+    assert "not usable as a folder name" in capsys.readouterr().err
+    assert not (tmp_path / "outside").exists()
+
+
+def test_a_failed_export_removes_its_temporary_directory(uninterrupted, tmp_path, monkeypatch):
+    from kerasgen.export import saved_model
+
+    def fail(path, requests):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(saved_model, "call_every_signature", fail)
+    assert export_main(["--run", uninterrupted, "--base", str(tmp_path), "--formats", "saved_model"]) == 2
+    assert os.listdir(tmp_path / "gru") == []
+
+
+# -- hostile requests against the served graph ------------------------------------------------
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """An exported tiny Transformer: its signatures as TF Serving would run them."""
+    from test_export import export
+
+    model = tiny_model("transformer")
+    return tf.saved_model.load(export(model, tmp_path_factory.mktemp("hostile"), max_new_tokens_limit=64,
+                                      max_prompt_chars=32, max_batch=4))
+
+
+GOOD = dict(prompt=["ab"], max_new_tokens=[8], temperature=[0.8], top_k=[0], top_p=[1.0],
+            repetition_penalty=[1.0], seed=[1])
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(max_new_tokens=[10 ** 8]), "max_new_tokens is limited to 64"),
+    (dict(max_new_tokens=[0]), "max_new_tokens must be ≥ 1"),
+    (dict(max_new_tokens=[-5]), "max_new_tokens must be ≥ 1"),
+    (dict(prompt=["a" * 33]), "prompts are limited to 32 characters"),
+    (dict(prompt=["ab"] * 5), "at most 4 prompts"),
+    (dict(prompt=[]), "at least one row"),
+    (dict(temperature=[float("nan")]), "temperature must be"),
+    (dict(temperature=[-1.0]), "temperature must be ≥ 0"),
+    (dict(temperature=[float("inf")]), "temperature must be finite"),
+    (dict(repetition_penalty=[-1.0]), "repetition_penalty must be > 0"),
+    (dict(repetition_penalty=[float("nan")]), "repetition_penalty"),
+    (dict(top_p=[0.0]), "top_p must be in (0, 1]"),
+    (dict(top_p=[1.5]), "top_p must be in (0, 1]"),
+    (dict(top_k=[-2]), "top_k must be ≥ 0"),
+    (dict(seed=[]), "seed must hold at least one row"),
+])
+def test_a_hostile_generate_request_is_invalid_argument_at_once(served, changes, message):
+    inputs = {k: tf.constant(v, dtype=tf.string if k == "prompt" else None) for k, v in
+              {**GOOD, **changes}.items()}
+    inputs = {k: tf.cast(v, served.signatures["generate"].structured_input_signature[1][k].dtype)
+              if k != "prompt" else v for k, v in inputs.items()}
+    started = time.time()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+        served.signatures["generate"](**inputs)
+    assert time.time() - started < 5
+
+
+@pytest.mark.parametrize("token_ids, message", [(np.ones((5, 3)), "at most 4 rows"),
+                                               (np.ones((1, 33)), "at most 32 ids"),
+                                               (np.full((1, 3), 99), "ids must be <"),
+                                               (np.full((1, 3), -1), "ids must be ≥ 0")])
+def test_a_hostile_logits_request_is_invalid_argument(served, token_ids, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+        served.signatures["logits"](token_ids=tf.constant(token_ids, tf.int32))
+
+
+def test_the_largest_allowed_request_has_bounded_time_and_memory(tmp_path):
+    """In a fresh process: the limit's worth of tokens for the limit's batch, and a burst of
+    hostile requests, move its peak memory by little."""
+    from test_export import export
+
+    path = export(tiny_model("transformer"), tmp_path, max_new_tokens_limit=256, max_batch=8)
+    code = (
+        "import resource, sys, time, tensorflow as tf\n"
+        f"g = tf.saved_model.load({path!r}).signatures['generate']\n"
+        "def call(n, batch=1, **kw):\n"
+        "    args = dict(prompt=tf.constant(['ab'] * batch), max_new_tokens=tf.constant([n]),\n"
+        "                temperature=tf.constant([0.8]), top_k=tf.constant([0]), top_p=tf.constant([1.0]),\n"
+        "                repetition_penalty=tf.constant([1.0]), seed=tf.constant([1]))\n"
+        "    args.update(kw)\n"
+        "    return g(**args)\n"
+        "call(8)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "start = time.time(); call(256, 8); largest = time.time() - start\n"
+        "for n in (10**8, 2**31 - 1):\n"
+        "    try: call(n)\n"
+        "    except tf.errors.InvalidArgumentError: pass\n"
+        "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(largest, grown)\n")
+    result = run_python(code, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    largest, grown_kb = map(float, result.stdout.split()[-2:])
+    assert largest < 120 and grown_kb < 300_000, (largest, grown_kb)
+
+
+# -- hostile servers against the client -------------------------------------------------------
+class Misbehaving:
+    """A localhost TCP server that reads a request, then stalls, trickles, or answers junk."""
+
+    def __init__(self, mode):
+        self.mode, self.stop = mode, threading.Event()
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(4)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            connection.recv(65536)
+            try:
+                if self.mode == "junk":
+                    connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 9\r\n\r\nnot json!")
+                elif self.mode == "trickle":
+                    connection.sendall(b"HTTP/1.0 200 OK\r\n")
+                    for _ in range(600):  # one byte at a time, forever as far as a client knows
+                        if self.stop.wait(0.2):
+                            break
+                        connection.sendall(b"X")
+                else:
+                    self.stop.wait(60)  # accept and never answer
+            except OSError:
+                pass
+            connection.close()
+
+    def close(self):
+        self.stop.set()
+        self.server.close()
+
+
+@pytest.mark.parametrize("mode, message", [("stall", "within the deadline"),
+                                           ("trickle", "within the deadline"),
+                                           ("junk", "malformed reply")])
+def test_the_client_is_bounded_by_its_deadline_and_reports_bad_replies(mode, message):
+    from kerasgen.serving_client import ServingClient, ServingError
+
+    server = Misbehaving(mode)
+    try:
+        client = ServingClient("m", "127.0.0.1", server.port, timeout=1.0)
+        started = time.time()
+        with pytest.raises(ServingError, match=message):
+            client.generate(["ab"], max_new_tokens=5)
+        assert time.time() - started < 3
+    finally:
+        server.close()
+
+
+def test_the_grpc_client_is_bounded_by_its_deadline():
+    from kerasgen.serving_client import ServingClient, ServingError
+
+    server = Misbehaving("stall")  # not even HTTP/2: the channel never becomes ready
+    try:
+        started = time.time()
+        with pytest.raises(ServingError, match="DEADLINE_EXCEEDED|UNAVAILABLE"):
+            ServingClient("m", "127.0.0.1", grpc_port=server.port, protocol="grpc",
+                          timeout=1.0).generate(["ab"], max_new_tokens=5)
+        assert time.time() - started < 3
+    finally:
+        server.close()
+
+
+def test_the_client_cli_reports_a_stalled_server_in_one_line(capsys):
+    from kerasgen import client
+
+    server = Misbehaving("stall")
+    try:
+        assert client.main(["--model", "m", "--host", "127.0.0.1", "--rest_port", str(server.port),
+                            "--timeout", "1", "generate", "--prompt", "ab"]) == 2
+        lines = error_lines(capsys.readouterr().err)
+        assert len(lines) == 1 and "within the deadline" in lines[0]
+    finally:
+        server.close()
