@@ -28,7 +28,7 @@ class TrainConfig:
     seed: int = 1337  # every random draw of training: weights, data order, noise
     out: Optional[str] = None  # None: runs/<model>/<timestamp>
     strategy: str = "default"  # default | mirrored
-    jit_compile: bool = True  # XLA: ~2x faster steps on this CPU
+    jit_compile: bool = True  # XLA for the training steps and the per-epoch samples
     steps_per_execution: int = 10  # fewer Python round trips per step
     sample_chars: int = 200  # text: length of the per-epoch TensorBoard samples
     init_from: Optional[str] = None  # a run directory to fine-tune from

@@ -21,7 +21,7 @@ def test_a_model_registered_by_one_file_is_picked_up_by_every_per_model_test():
     assert result.returncode == 0, result.stdout[-4000:]
     passed = re.findall(r"^PASSED (\S+)", result.stdout, re.M)
     lstm = sorted(test for test in passed if "[lstm" in test)
-    assert any(test.startswith(LISTING[0]) for test in passed) and "failed" not in result.stdout
+    assert any(test.startswith(LISTING[0]) for test in passed)
     # As many per-model tests as its sibling, the GRU, gets:
     collected = run_python(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only",
                             *PER_MODEL, "-k", "gru"])

@@ -19,7 +19,7 @@ from kerasgen.export.saved_model import WARMUP_FILE, export_saved_model
 from kerasgen.family import families
 from kerasgen.text.data import CharVocab
 from kerasgen.text.decoding import generate
-from kerasgen.text.sampling import Sampling
+from kerasgen.text.sampling import SERVED_CONTROLS, Sampling
 from kerasgen.text.serving import tflite_generate
 from standin_server import StandIn, signature_defaults
 
@@ -41,7 +41,7 @@ def export(model, base, **changes):
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("export") / "run")
-    assert train.main([*tiny_flags("transformer"), "--out", out]) == 0
+    assert train.main([*tiny_flags("gru"), "--out", out]) == 0
     return out
 
 
@@ -52,11 +52,11 @@ def test_cli_writes_versions_models_config_and_warmup_and_never_overwrites(text_
     assert export_main(args) == 0
     printed = capsys.readouterr().out
     assert "docker run" in printed and "tensorflow/serving" in printed and "8501" in printed
-    assert sorted(os.listdir(os.path.join(base, "transformer"))) == ["1", "2"]
+    assert sorted(os.listdir(os.path.join(base, "gru"))) == ["1", "2"]
     for part in ("saved_model.pb", "variables", "assets", f"assets.extra/{WARMUP_FILE}"):
-        assert os.path.exists(os.path.join(base, "transformer", "2", part)), part
+        assert os.path.exists(os.path.join(base, "gru", "2", part)), part
     config = open(os.path.join(base, "models.config")).read()
-    assert "name: 'transformer'" in config and "base_path: '/models/transformer'" in config
+    assert "name: 'gru'" in config and "base_path: '/models/gru'" in config
     assert export_main([*args, "--version", "1"]) == 2
     assert "never overwritten" in capsys.readouterr().err
 
@@ -77,7 +77,7 @@ def test_litert_files_are_never_overwritten(text_run, tmp_path, capsys):
     base = str(tmp_path / "models")
     args = ["--run", text_run, "--base", base, "--formats", "tflite"]
     assert export_main(args) == 0
-    path = os.path.join(base, "transformer", "tflite", "1", "model.tflite")
+    path = os.path.join(base, "gru", "tflite", "1", "model.tflite")
     before = os.path.getmtime(path)
     assert export_main([*args, "--version", "1"]) == 2
     assert "never overwritten" in capsys.readouterr().err and os.path.getmtime(path) == before
@@ -89,7 +89,7 @@ def test_killed_export_leaves_no_numeric_version_and_the_next_export_cleans_up(t
     command = [sys.executable, "-m", "kerasgen.export", "--run", text_run, "--base", str(base),
                "--formats", "saved_model"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    model_dir = base / "transformer"
+    model_dir = base / "gru"
     deadline = time.time() + 240
     while time.time() < deadline and not (model_dir.exists() and any(
             p.name.startswith("tmp-") for p in model_dir.iterdir())):
@@ -105,13 +105,13 @@ def test_killed_export_leaves_no_numeric_version_and_the_next_export_cleans_up(t
 def test_warmup_requests_parse_and_replay(tmp_path):
     from tensorflow_serving.apis import prediction_log_pb2
 
-    path = export(tiny_model("transformer"), tmp_path)
+    path = export(tiny_model("gru"), tmp_path)
     loaded = tf.saved_model.load(path)
     seen = set()
     for record in tf.data.TFRecordDataset(os.path.join(path, "assets.extra", WARMUP_FILE)):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         request = log.predict_log.request
-        assert request.model_spec.name == "transformer"
+        assert request.model_spec.name == "gru"
         inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
         outputs = loaded.signatures[request.model_spec.signature_name](**inputs)
         assert all(np.all(np.isfinite(v)) for v in outputs.values() if v.dtype.is_floating)
@@ -145,27 +145,7 @@ def run_fresh(path, requests):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_every_signature_runs_without_kerasgen_or_keras(name, tmp_path):
-    model = tiny_model(name)
-    serving = model.family.serving(model, export_args())
-    served = run_fresh(export(model, tmp_path), serving.warmup_inputs())
-    assert set(served) == set(serving.endpoints())
-    for outputs in served.values():
-        for value in outputs.values():
-            value = np.asarray(value)
-            assert value.size and (value.dtype.kind not in "fc" or np.isfinite(value).all())
-
-
-@pytest.mark.parametrize("name", TEXT_MODELS)
-def test_served_text_equals_in_process_text_and_only_the_prompt_is_required(name, tmp_path):
-    model = tiny_model(name)
-    path = export(model, tmp_path)
-    served = run_fresh(path, {
-        "generate": {"prompt": ["ab", "h"], "max_new_tokens": [12], "temperature": [1.0],
-                     "top_k": [0], "top_p": [0.9], "repetition_penalty": [1.2], "seed": [7]},
-        "serving_default": {"prompt": ["abc"]},
-        "logits": {"token_ids": [[1, 2, 3], [4, 5, 6]]}})
+def check_text(model, served, path):
     expected = generate(model, ["ab", "h"], Sampling(12, temperature=1.0, top_p=0.9,
                                                      repetition_penalty=1.2, seed=7))
     assert served["generate"]["text"] == expected
@@ -173,25 +153,44 @@ def test_served_text_equals_in_process_text_and_only_the_prompt_is_required(name
     assert served["serving_default"]["text"] == generate(model, ["abc"], Sampling())
     np.testing.assert_allclose(served["logits"]["logits"],
                                model(np.array([[1, 2, 3], [4, 5, 6]]))[:, -1], atol=1e-5)
-    defaults = signature_defaults(path)["generate"]
+    defaults = signature_defaults(path)["generate"]  # what TF Serving fills in: only prompt needed
     assert {k: v.item() for k, v in defaults.items()} == pytest.approx(
-        {key: getattr(Sampling(), key) for key in defaults})
-    assert set(defaults) == {"max_new_tokens", "temperature", "top_k", "top_p",
-                             "repetition_penalty", "seed"}
+        {key: getattr(Sampling(), key) for key in SERVED_CONTROLS})
 
 
-@pytest.mark.parametrize("name", IMAGE_MODELS)
-def test_served_images_equal_in_process_images(name, tmp_path):
-    model = tiny_model(name)
-    served = run_fresh(export(model, tmp_path), {"serving_default": {"seed": [1, 2]},
-                                                 "decode": {"latent": np.ones((2, model.latent_dim))}})
+def check_image(model, served, path):
     images = np.asarray(model.decode(np.ones((2, model.latent_dim), np.float32)))
     assert np.max(np.abs(np.array(served["decode"]["images"]) - images * 255)) <= 1.0
     assert np.array(served["serving_default"]["images"]).shape == (2, *model.image_shape)
 
 
+# Per family: requests beyond the warmup ones, and what their answers must equal in process.
+REQUESTS = {
+    "text": {"generate": {"prompt": ["ab", "h"], "max_new_tokens": [12], "temperature": [1.0],
+                          "top_k": [0], "top_p": [0.9], "repetition_penalty": [1.2], "seed": [7]},
+             "serving_default": {"prompt": ["abc"]},
+             "logits": {"token_ids": [[1, 2, 3], [4, 5, 6]]}},
+    "image": {"serving_default": {"seed": [1, 2]}, "decode": {"latent": np.ones((2, 4))}},
+}
+CHECKS = {"text": check_text, "image": check_image}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_signature_runs_without_kerasgen_or_keras_and_matches_in_process(name, tmp_path):
+    model = tiny_model(name, latent_dim=4) if name in IMAGE_MODELS else tiny_model(name)
+    serving = model.family.serving(model, export_args())
+    path = export(model, tmp_path)
+    served = run_fresh(path, {**serving.warmup_inputs(), **REQUESTS.get(model.family.name, {})})
+    assert set(served) == set(serving.endpoints())
+    for outputs in served.values():
+        for value in outputs.values():
+            value = np.asarray(value)
+            assert value.size and (value.dtype.kind not in "fc" or np.isfinite(value).all())
+    CHECKS.get(model.family.name, lambda *args: None)(model, served, path)
+
+
 def test_saved_model_cli_show_and_run(tmp_path):
-    path = export(tiny_model("transformer"), tmp_path)
+    path = export(tiny_model("gru"), tmp_path)
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     shown = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True, text=True)
     assert shown.returncode == 0 and "signature_def['generate']" in shown.stdout
@@ -262,7 +261,7 @@ def test_xla_export_generates_the_same_text(tmp_path):
 
 @pytest.fixture(scope="module")
 def served_text(tmp_path_factory):
-    model = tiny_model("transformer")
+    model = tiny_model("gru")
     path = export_saved_model(model, model.family.serving(model, export_args()), "tiny",
                               str(tmp_path_factory.mktemp("served")))
     with StandIn("tiny", path) as server:

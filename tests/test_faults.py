@@ -28,7 +28,9 @@ from kerasgen.trainer import BestCheckpoint
 
 pytestmark = pytest.mark.slow
 
-GRU = [*tiny_flags("gru"), "--epochs=4", "--steps_per_epoch=5", "--steps_per_execution=1"]
+CORPUS = os.path.join(TESTS, "corpus.txt")  # a small text: starting a run costs less than pydoc
+GRU = [*tiny_flags("gru"), "--data", CORPUS, "--epochs=3", "--steps_per_epoch=4",
+       "--steps_per_execution=1"]
 KILL = "os.kill(os.getpid(), signal.SIGKILL)"
 # Each patch kills the training process at one kind of moment.
 KILL_POINTS = {
@@ -113,10 +115,12 @@ def test_a_gan_resumes_exactly_too(tmp_path):
 
 
 def test_the_seed_drives_every_random_draw_of_a_gan(tmp_path):
+    np.savez(tmp_path / "images.npz", x=np.random.default_rng(0).random((40, 8, 8), np.float32))
     runs = {}
     for label, seed in (("a", 1), ("b", 1), ("c", 2)):
         out = str(tmp_path / label)
-        assert train.main([*tiny_flags("dense"), "--seed", str(seed), "--out", out]) == 0
+        assert train.main([*tiny_flags("dense"), "--data", str(tmp_path / "images.npz"),
+                           "--seed", str(seed), "--out", out]) == 0
         runs[label] = weights(out)
     assert all(np.array_equal(x, y) for x, y in zip(runs["a"], runs["b"]))
     assert not all(np.array_equal(x, y) for x, y in zip(runs["a"], runs["c"]))
@@ -303,10 +307,10 @@ def test_a_failed_export_removes_its_temporary_directory(uninterrupted, tmp_path
 # -- hostile requests against the served graph ------------------------------------------------
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """An exported tiny Transformer: its signatures as TF Serving would run them."""
+    """An exported tiny GRU: its signatures as TF Serving would run them."""
     from test_export import export
 
-    model = tiny_model("transformer")
+    model = tiny_model("gru")
     return tf.saved_model.load(export(model, tmp_path_factory.mktemp("hostile"), max_new_tokens_limit=64,
                                       max_prompt_chars=32, max_batch=4))
 

@@ -57,7 +57,7 @@ class TextFamily(Family):
         from kerasgen.text.callbacks import STABILITY_SAMPLES, TextSampleLogger
 
         return [TextSampleLogger(run.log_dir("samples"), train.sample_chars, train.seed,
-                                 data.real_texts[:STABILITY_SAMPLES])]
+                                 data.real_texts[:STABILITY_SAMPLES], train.jit_compile)]
 
     def summarize(self, model, data, train, run):
         import math
@@ -66,7 +66,8 @@ class TextFamily(Family):
 
         val_loss = model.evaluate(data.validation, verbose=0, return_dict=True)["loss"]
         sample = generate(model, [DEFAULT_PROMPT],
-                          Sampling(max_new_tokens=train.sample_chars, seed=train.seed))[0]
+                          Sampling(max_new_tokens=train.sample_chars, seed=train.seed),
+                          train.jit_compile)[0]
         summary = {"val_loss": val_loss, "bpc": val_loss / math.log(2.0), "sample": sample}
         return summary, [f"validation loss {val_loss:.4f}  ({summary['bpc']:.3f} bits per character, "
                          f"final model, whole validation split)", f"sample:\n{sample}\n"]

@@ -18,16 +18,18 @@ class TextSampleLogger(keras.callbacks.Callback):
     scalars, and the same figures of as many real validation passages as
     `stability_real_text/…` (flat lines the samples should approach)."""
 
-    def __init__(self, log_dir, length, seed, real_texts=()):
+    def __init__(self, log_dir, length, seed, real_texts=(), jit_compile=True):
         super().__init__()
         self.log_dir, self.sampling = log_dir, Sampling(max_new_tokens=length, seed=seed)
+        self.jit_compile = jit_compile
         self.real = text_stability(real_texts) if real_texts else {}
         self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        texts = generate(self.model, [DEFAULT_PROMPT] * STABILITY_SAMPLES, self.sampling)
+        texts = generate(self.model, [DEFAULT_PROMPT] * STABILITY_SAMPLES, self.sampling,
+                         self.jit_compile)
         figures = text_stability(texts)
         with self._writer.as_default():
             # Markdown would eat newlines and indentation: show it as a code block.

@@ -12,7 +12,7 @@ from kerasgen.text.data import UNKNOWN_ID, CharVocab
 from kerasgen.text.sampling import EMPTY_PROMPT, Sampling
 
 BUCKET = 128  # token buffers are padded to a multiple of this, so XLA compiles few shapes
-_DECODERS = weakref.WeakKeyDictionary()  # model → its compiled loop, traced once
+_DECODERS = weakref.WeakKeyDictionary()  # model → {jit_compile: its loop}, each traced once
 _FORWARDS = weakref.WeakKeyDictionary()  # model → its last-position logits, for the uncached path
 
 
@@ -179,13 +179,14 @@ def decode_loop(model, jit_compile=True):
     return loop
 
 
-def compiled_decoder(model):
-    """The model's decode loop, built (and later traced) once per model."""
-    if model not in _DECODERS:
+def compiled_decoder(model, jit_compile=True):
+    """The model's decode loop, built (and later traced) once per model and setting."""
+    loops = _DECODERS.setdefault(model, {})
+    if jit_compile not in loops:
         if not model.built:  # variables must exist before the loop is traced
             model(model.sample_inputs(1))
-        _DECODERS[model] = decode_loop(model)
-    return _DECODERS[model]
+        loops[jit_compile] = decode_loop(model, jit_compile)
+    return loops[jit_compile]
 
 
 def encode_prompts(vocab, prompts, max_new_tokens):
@@ -199,13 +200,13 @@ def encode_prompts(vocab, prompts, max_new_tokens):
     return tokens, lengths, np.int32(stop)
 
 
-def generate_ids(model, prompts, sampling=Sampling(), block=None):
+def generate_ids(model, prompts, sampling=Sampling(), block=None, jit_compile=True):
     """Yields the new token ids (B, n) after each prompt, `block` tokens at a time (all at
-    once by default); the ids are the same whatever the block size."""
+    once by default); the ids are the same whatever the block size, and with or without XLA."""
     vocab = CharVocab(model.vocabulary)
     total = sampling.max_new_tokens
     tokens, lengths, stop = encode_prompts(vocab, prompts, total)
-    loop, controls = compiled_decoder(model), sampling_tensors(sampling)
+    loop, controls = compiled_decoder(model, jit_compile), sampling_tensors(sampling)
     start, position, state = 0, np.int32(0), model.initial_state(len(prompts))
     first = int(lengths.max())  # sampled text starts here in the longest prompt's row
     done = 0
@@ -219,10 +220,10 @@ def generate_ids(model, prompts, sampling=Sampling(), block=None):
         start, done = until - 1, done + new
 
 
-def generate(model, prompts, sampling=Sampling()):
+def generate(model, prompts, sampling=Sampling(), jit_compile=True):
     """Continues each prompt by `sampling.max_new_tokens` characters; returns the new text of each."""
     vocab = CharVocab(model.vocabulary)
-    ids = np.concatenate(list(generate_ids(model, prompts, sampling)), axis=1)
+    ids = np.concatenate(list(generate_ids(model, prompts, sampling, jit_compile=jit_compile)), axis=1)
     return [vocab.decode(row) for row in ids]
 
 
