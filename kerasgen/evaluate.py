@@ -4,7 +4,7 @@ import sys
 
 from kerasgen.cli import Parser, add_run_arguments, command, start_tensorflow
 from kerasgen.errors import UsageError
-from kerasgen.family import families
+from kerasgen.family import add_family_arguments
 from kerasgen.rundir import RunDir
 
 
@@ -16,13 +16,9 @@ def _parser():
                            "Fréchet distance, class entropy and confidence. Sample metrics are "
                            "reported as mean and std over --seeds seeds.")
     add_run_arguments(p)
-    p.add_argument("--num_samples", type=int,
-                   help=f"samples per seed (default: "
-                        f"{', '.join(f'{f.evaluate_num_samples} for {f.title}' for f in families())})")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (spread = std over them)")
     p.add_argument("--seed", type=int, default=0, help="the first seed (default: 0)")
-    for family in families():
-        family.add_evaluate_arguments(p.add_argument_group(family.title))
+    add_family_arguments(p, "evaluate", "samples per seed")
     return p
 
 

@@ -18,6 +18,15 @@ def families():
     return [importlib.import_module(package).FAMILY for package in FAMILY_PACKAGES]
 
 
+def add_family_arguments(parser, command, num_samples_help):
+    """--num_samples (whose default each family sets) and every family's own flags of
+    `command` ('generate' or 'evaluate'), each family's in a group of its own."""
+    defaults = ", ".join(f"{getattr(f, command + '_num_samples')} for {f.title}" for f in families())
+    parser.add_argument("--num_samples", type=int, help=f"{num_samples_help} (default: {defaults})")
+    for family in families():
+        getattr(family, f"add_{command}_arguments")(parser.add_argument_group(family.title))
+
+
 class Family:
     """The interface; each method gets the model (or its class) and the run it works on."""
 

@@ -3,7 +3,7 @@ import sys
 
 from kerasgen.cli import Parser, add_run_arguments, command, start_tensorflow
 from kerasgen.errors import UsageError
-from kerasgen.family import families
+from kerasgen.family import add_family_arguments
 from kerasgen.rundir import RunDir
 
 
@@ -12,12 +12,8 @@ def _parser():
                description="Generate from a trained run: text models continue --prompt (streamed "
                            "as it is produced), image models write a grid of samples to --out.")
     add_run_arguments(p)
-    p.add_argument("--num_samples", type=int,
-                   help=f"samples, generated as one batch (default: "
-                        f"{', '.join(f'{f.generate_num_samples} for {f.title}' for f in families())})")
     p.add_argument("--seed", type=int, default=0, help="same seed, same output (default: 0)")
-    for family in families():
-        family.add_generate_arguments(p.add_argument_group(family.title))
+    add_family_arguments(p, "generate", "samples, generated as one batch")
     return p
 
 

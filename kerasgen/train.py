@@ -183,11 +183,11 @@ def _train(plan):
         try:
             _, report = trainer.train_run(model, data, train, recipe, run)
         except KeyboardInterrupt:
-            print(f"\n{PROG}: interrupted; continue from the last finished epoch with: "
+            print(f"\nkerasgen.train: interrupted; continue from the last finished epoch with: "
                   f"{PROG} --resume {run}", file=sys.stderr)
             return 130
         except trainer.TrainingDiverged as e:
-            print(f"{PROG}: error: training diverged: {e}; the last finished epoch is kept: "
+            print(f"kerasgen.train: error: training diverged: {e}; the last finished epoch is kept: "
                   f"{PROG} --resume {run} --learning_rate=<lower>", file=sys.stderr)
             return 1
     print("\n" + "\n".join(report))

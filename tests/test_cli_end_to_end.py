@@ -60,11 +60,11 @@ def test_evaluate_prints_json_scores_with_the_counts_it_used(trained, capsys):
 def test_export_writes_a_served_version_and_litert_files(trained, tmp_path, capsys):
     name, run = trained
     base = str(tmp_path / "models")
-    assert export_main(["--run", run.path, "--base", base, "--quantize", "none,dynamic"]) == 0
+    assert export_main(["--run", run.path, "--base", base, "--quantize", "none,float16"]) == 0
     printed = capsys.readouterr().out
     assert "docker run" in printed and "limits" in printed
     for path in (f"{name}/1/saved_model.pb", f"{name}/tflite/1/model.tflite",
-                 f"{name}/tflite/1/dynamic.tflite", "models.config"):
+                 f"{name}/tflite/1/float16.tflite", "models.config"):
         assert os.path.exists(os.path.join(base, path)), path
 
 

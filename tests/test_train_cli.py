@@ -133,7 +133,7 @@ def test_ctrl_c_says_how_to_resume_in_one_line(tmp_path, corpus):
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    assert error_lines(stderr)[-1] == (f"python -m kerasgen.train: interrupted; continue from the last "
+    assert error_lines(stderr)[-1] == (f"kerasgen.train: interrupted; continue from the last "
                                        f"finished epoch with: python -m kerasgen.train --resume {out}")
     assert "Traceback" not in stderr
 

@@ -123,7 +123,7 @@ class TextFamily(Family):
 
     def example_commands(self, run):
         path = shlex.quote(run.path)
-        return [f"python -m kerasgen.generate --run {path} --prompt 'The ' --top_p 0.9",
+        return [f"python -m kerasgen.generate --run {path} --top_p 0.9",
                 f"python -m kerasgen.evaluate --run {path}"]
 
     # -- export --------------------------------------------------------------------------
