@@ -14,7 +14,7 @@ LISTING = ["tests/test_registry_config.py", "tests/test_train_cli.py"]  # tests 
 
 @pytest.mark.slow
 def test_a_model_registered_by_one_file_is_picked_up_by_every_per_model_test():
-    result = run_python(["-m", "pytest", "-p", "throwaway_lstm", "-q", "-p", "no:cacheprovider",
+    result = run_python(["-m", "pytest", "-p", "throwaway_lstm", "-q", "-p", "no:cacheprovider", "-n", "0",
                          *PER_MODEL, *LISTING,
                          "-k", "lstm or test_registry_config or test_train_cli and not slow",
                          "-rA"], timeout=900)
@@ -23,7 +23,7 @@ def test_a_model_registered_by_one_file_is_picked_up_by_every_per_model_test():
     lstm = sorted(test for test in passed if "[lstm" in test)
     assert any(test.startswith(LISTING[0]) for test in passed)
     # As many per-model tests as its sibling, the GRU, gets:
-    collected = run_python(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only",
+    collected = run_python(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "--collect-only",
                             *PER_MODEL, "-k", "gru"])
     gru = sorted(line.replace("[gru", "[lstm") for line in collected.stdout.splitlines()
                  if "[gru" in line)

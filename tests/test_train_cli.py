@@ -123,7 +123,8 @@ def test_tensorboard_logs_hold_losses_learning_rate_bpc_samples_and_stability(tm
 def test_ctrl_c_says_how_to_resume_in_one_line(tmp_path, corpus):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "kerasgen.train", *GRU, "--data", corpus,
-                             "--out", str(out), "--epochs=1000", "--steps_per_epoch=20"],
+                             "--out", str(out), "--epochs=1000", "--steps_per_epoch=20",
+                             "--patience=1000"],  # no early stop before the signal
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "CI": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{TESTS}"})
     deadline = time.time() + 120
