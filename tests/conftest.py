@@ -1,5 +1,6 @@
 """Shared test helpers: the zoo registered, model lists from the registry and the families, tiny
 models and runs, and fresh processes."""
+import argparse
 import os
 import subprocess
 import sys
@@ -49,6 +50,21 @@ def tiny_flags(name):
     """Command-line flags that train `name` at its tiny size."""
     return [f"--model={name}", *TINY_TRAIN] + [
         f"--{k}={v}" for k, v in registry.get(name).tiny.items() if k not in ("vocab_size", "vocabulary")]
+
+
+def export_args(**changes):
+    """The export command's flags at their defaults, as the families' serving() gets them."""
+    from kerasgen.export.__main__ import _parser
+
+    return argparse.Namespace(**{**vars(_parser().parse_args(["--run", "-"])), **changes})
+
+
+def export(model, base, **changes):
+    """Exports `model` under `base` with the export CLI's defaults changed by `changes`."""
+    from kerasgen.export.saved_model import export_saved_model
+
+    return export_saved_model(model, model.family.serving(model, export_args(**changes)),
+                              type(model).zoo_name, str(base))
 
 
 def error_lines(stderr):

@@ -1,5 +1,4 @@
 """Export: TF Serving layout, atomic versions, signatures without kerasgen, LiteRT, the client."""
-import argparse
 import json
 import os
 import signal
@@ -11,31 +10,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import IMAGE_MODELS, MODELS, REPO, TEXT_MODELS, run_python, tiny_flags, tiny_model
+from conftest import (IMAGE_MODELS, MODELS, REPO, TEXT_MODELS, export, export_args, run_python,
+                      tiny_flags, tiny_model)
 from kerasgen import train
 from kerasgen.export import tflite
 from kerasgen.export.__main__ import main as export_main
 from kerasgen.export.saved_model import WARMUP_FILE, export_saved_model
-from kerasgen.family import families
 from kerasgen.text.data import CharVocab
 from kerasgen.text.decoding import generate
 from kerasgen.text.sampling import SERVED_CONTROLS, Sampling
 from kerasgen.text.serving import tflite_generate
 from standin_server import StandIn, signature_defaults
-
-
-def export_args(**changes):
-    """The export CLI's defaults (every family's flags), as the families' serving() gets them."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--max_batch", type=int, default=64)
-    for family in families():
-        family.add_export_arguments(parser)
-    return argparse.Namespace(**{**vars(parser.parse_args([])), **changes})
-
-
-def export(model, base, **changes):
-    return export_saved_model(model, model.family.serving(model, export_args(**changes)),
-                              type(model).zoo_name, str(base))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import error_lines, run_python, tiny_model
+from conftest import error_lines, export, run_python, tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -18,8 +18,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """An exported tiny GRU: its signatures as TF Serving would run them."""
-    from test_export import export
-
     model = tiny_model("gru")
     return tf.saved_model.load(export(model, tmp_path_factory.mktemp("hostile"), max_new_tokens_limit=64,
                                       max_prompt_chars=32, max_batch=4))
@@ -69,8 +67,6 @@ def test_a_hostile_logits_request_is_invalid_argument(served, token_ids, message
 def test_the_largest_allowed_request_has_bounded_time_and_memory(tmp_path):
     """In a fresh process: the limit's worth of tokens for the limit's batch, and a burst of
     hostile requests, move its peak memory by little."""
-    from test_export import export
-
     path = export(tiny_model("transformer"), tmp_path, max_new_tokens_limit=128, max_batch=4)
     code = (
         "import resource, sys, time, tensorflow as tf\n"
