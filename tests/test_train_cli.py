@@ -126,7 +126,10 @@ def test_ctrl_c_says_how_to_resume_in_one_line(tmp_path, corpus):
                              "--out", str(out), "--epochs=1000", "--steps_per_epoch=20",
                              "--patience=1000"],  # no early stop before the signal
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "CI": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{TESTS}"})
+                            env={**os.environ, "CI": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{TESTS}"},
+                            # pytest-xdist's workers ignore SIGINT, and children inherit that:
+                            # give the child the terminal's default back.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "backup" / "state.json").exists():
         assert time.time() < deadline and proc.poll() is None, "no epoch finished in time"
