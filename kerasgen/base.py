@@ -16,10 +16,15 @@ class GenerativeModel(keras.Model):
     monitor = "val_loss"  # what the best checkpoint and early stopping watch (lower is better)
 
     def compile_from_recipe(self, recipe, total_steps, **kwargs):
-        """Compiles with the recipe's optimizer(s); `kwargs` go to compile()."""
+        """Compiles with the recipe's optimizer(s); `kwargs` go to compile().
+
+        The optimizer's variables are made here: made inside the first training step,
+        they make tf.function trace that step twice (seconds for a Transformer).
+        """
         from kerasgen.recipes import make_optimizer
 
         self.compile(optimizer=make_optimizer(recipe, total_steps), **kwargs)
+        self.optimizer.build(self.trainable_variables)
 
     def sample_inputs(self, batch_size=2):
         """Inputs of `call`: to build the model, and for tests."""

@@ -1,4 +1,4 @@
-"""python -m kerasgen.bench train|decode|serve: re-runnable speed measurements, side by side.
+"""python -m kerasgen.bench train|decode|serve|race: re-runnable speed measurements, side by side.
 
 Timings on a shared machine are noisy, so each figure is a median over many
 executions, and comparisons are made inside one run, never across runs.
@@ -156,6 +156,52 @@ def _serve(args, overrides):
     print(f"  LiteRT step decoder, Python loop per token       {lite_rate:9.0f} tokens/s  {1000 / lite_rate:7.3f} ms/token")
 
 
+def _race(args, overrides):
+    """Time to nanoGPT's final validation loss: ours against nanoGPT's, on one machine and text."""
+    import dataclasses
+    import tempfile
+
+    from kerasgen import race, registry
+    from kerasgen.config import TrainConfig, apply_overrides
+    from kerasgen.recipes import get_recipe
+
+    import kerasgen.zoo  # noqa: F401  registers the models
+
+    cls = registry.get("transformer")
+    steps = args.steps
+    # nanoGPT's baby-GPT shape and batch; the schedule and steps are ours (the recipe's defaults).
+    base = TrainConfig(**{**cls.train_defaults, "data": args.data, "seq_len": 64, "batch_size": 12,
+                          "epochs": steps // args.eval_every, "steps_per_epoch": args.eval_every})
+    train, recipe_changes, model_kwargs = apply_overrides(base, cls, overrides)
+    recipe = dataclasses.replace(get_recipe(train.recipe), **recipe_changes)
+    text = open(args.data, encoding="utf-8").read()
+    curves = {}
+    if args.nanogpt:
+        print(f"nanoGPT ({args.nanogpt}, {args.torch_python}): {' '.join(race.NANOGPT_ARGS)}", flush=True)
+        with tempfile.TemporaryDirectory() as workdir:
+            curves["nanoGPT"] = race.nanogpt(text, args.nanogpt, args.torch_python, workdir,
+                                             args.eval_every)
+    print(f"kerasgen: batch {train.batch_size}, {train.epochs * train.steps_per_epoch} steps, "
+          f"{recipe}", flush=True)
+    curves["kerasgen"] = race.ours(train, recipe, {**race.BABY_GPT, **model_kwargs}, args.eval_every)
+    for name, curve in curves.items():
+        print(f"{name:9s} " + "  ".join(f"{t:6.1f}s {v:.3f}" for t, _, v in curve[1:]))
+    if "nanoGPT" in curves:
+        target, total = curves["nanoGPT"][-1][2], curves["nanoGPT"][-1][0]
+        reached = race.time_to_reach(curves["kerasgen"], target)
+        final, seconds = curves["kerasgen"][-1][2], curves["kerasgen"][-1][0]
+        print(f"nanoGPT: final validation loss {target:.4f} after {total:.1f} s of training")
+        if reached < float("inf"):
+            print(f"kerasgen: reaches it after {reached:.1f} s = {reached / total:.2f}x nanoGPT's time "
+                  f"(final loss {final:.4f} after {seconds:.1f} s)")
+        else:
+            print(f"kerasgen: does not reach it (final loss {final:.4f} after {seconds:.1f} s = "
+                  f"{seconds / total:.2f}x nanoGPT's time); try more --steps")
+    if args.out:
+        race.plot(curves, args.out)
+        print(f"curves: {args.out}")
+
+
 @command("kerasgen.bench")
 def main(argv):
     p = Parser(
@@ -179,6 +225,15 @@ def main(argv):
     v = sub.add_parser("serve", help="a run's generate: in-process vs SavedModel vs LiteRT")
     v.add_argument("--run", required=True, metavar="DIR")
     v.add_argument("--max_new_tokens", type=int, default=200)
+    r = sub.add_parser("race", help="time to quality: the baby GPT against nanoGPT's, side by side")
+    r.add_argument("--data", required=True, metavar="FILE", help="a UTF-8 text (the last 10%% validates)")
+    r.add_argument("--steps", type=int, default=1400,
+                   help="our training steps (default 1400; nanoGPT's run is its 2000)")
+    r.add_argument("--eval_every", type=int, default=100, help="steps between validations")
+    r.add_argument("--nanogpt", metavar="DIR", help="a checkout of karpathy/nanoGPT (optional)")
+    r.add_argument("--torch_python", default="python", metavar="PATH",
+                   help="a Python with torch, to run nanoGPT (default: python)")
+    r.add_argument("--out", metavar="FILE.png", help="where to draw the loss-vs-time curves")
     args, rest = p.parse_known_args(argv)
     overrides = {}
     for item in rest:
@@ -187,7 +242,7 @@ def main(argv):
             raise UsageError(f"unexpected argument {item!r}; model hyperparameters look like --key=value")
         overrides[key] = value
     start_tensorflow()
-    {"train": _train, "decode": _decode, "serve": _serve}[args.what](args, overrides)
+    {"train": _train, "decode": _decode, "serve": _serve, "race": _race}[args.what](args, overrides)
     return 0
 
 

@@ -4,11 +4,13 @@ import pytest
 import tensorflow as tf
 
 from conftest import TEXT_MODELS, tiny_model
+from kerasgen import registry
+from kerasgen.config import model_defaults
 from kerasgen.errors import ConfigError
 from kerasgen.text.data import UNKNOWN_ID, CharVocab
-from kerasgen.text.decoding import (banned_by_ngrams, compiled_decoder, filter_top_k, filter_top_p,
-                                    generate, generate_ids, generate_uncached, gumbel_noise,
-                                    penalize_repetition)
+from kerasgen.text.decoding import (BUCKET, banned_by_ngrams, compiled_decoder, filter_top_k,
+                                    filter_top_p, generate, generate_ids, generate_uncached,
+                                    gumbel_noise, penalize_repetition)
 from kerasgen.family import spread
 from kerasgen.text.metrics import distinct_n, repetition_rate, self_bleu, text_stability
 from kerasgen.text.sampling import Sampling
@@ -105,6 +107,14 @@ def test_cached_greedy_decoding_equals_full_passes_also_past_the_context(model):
     prompt = CharVocab(model.vocabulary).encode("abc")
     cached = np.concatenate(list(generate_ids(model, ["abc"], Sampling(count, temperature=0))), 1)[0]
     assert cached.tolist() == reference_greedy(model, prompt, count)
+
+
+@pytest.mark.parametrize("name", [n for n in TEXT_MODELS if "seq_len" in model_defaults(registry.get(n))])
+def test_a_short_request_to_a_model_with_a_long_context_generates(name):
+    """XLA compiles the loop's refill branch even when a request never reaches it: a context
+    over twice the token buffer (a short request) once made every such request fail."""
+    model = tiny_model(name, seq_len=2 * BUCKET + 2)
+    assert len(generate(model, ["ab"], Sampling(3, temperature=0), jit_compile=True)[0]) == 3
 
 
 def test_uncached_baseline_equals_cached_within_the_context(model):

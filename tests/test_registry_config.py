@@ -104,3 +104,17 @@ def test_settings_read_back_from_a_file_are_checked():
         from_dict(TrainConfig, {"wings": 2}, "x")
     with pytest.raises(ConfigError, match="seq_len='long' is not of type int"):
         from_dict(TrainConfig, {"seq_len": "long"}, "x")
+
+
+def test_wsd_warms_up_holds_the_peak_decays_linearly_and_round_trips():
+    from kerasgen.schedules import WarmupStableDecay
+
+    schedule = WarmupStableDecay(peak=1.0, warmup_steps=10, decay_steps=30, total_steps=100,
+                                 min_ratio=0.1)
+    rates = [float(schedule(step)) for step in range(101)]
+    assert rates[0] < rates[5] < rates[9] < rates[10] == 1.0  # warmup, never 0
+    assert set(rates[10:70]) == {1.0}  # stable
+    assert rates[85] == pytest.approx(0.1 + 0.9 * 15 / 30)  # linear decay
+    assert rates[100] == pytest.approx(0.1)
+    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert [float(again(step)) for step in range(101)] == rates

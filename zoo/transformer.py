@@ -27,38 +27,46 @@ class Block(keras.layers.Layer):
         self.fc_out = keras.layers.Dense(embed_dim)
         self.drop = keras.layers.Dropout(dropout)
 
-    def _qkv(self, x):
-        b, t = ops.shape(x)[0], ops.shape(x)[1]
-        qkv = ops.reshape(self.qkv(self.ln1(x)), (b, t, 3, self.num_heads, self.head_dim))
-        return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each (B, T, H, D)
-
     def _finish(self, x, y, training):
-        b, t = ops.shape(x)[0], ops.shape(x)[1]
-        x = x + self.drop(self.proj(ops.reshape(y, (b, t, self.num_heads * self.head_dim))), training=training)
+        """The rest of the block after attention: y is the heads' output, x's shape."""
+        x = x + self.drop(self.proj(y), training=training)
         return x + self.drop(self.fc_out(self.fc(self.ln2(x))), training=training)
 
     def call(self, x, training=False):
         """x (B, T, C) → (B, T, C), with this layer's keys and values (B, T, H, D)."""
-        q, k, v = self._qkv(x)
-        t = ops.shape(x)[1]
+        b, t = ops.shape(x)[0], ops.shape(x)[1]
+        qkv = ops.reshape(self.qkv(self.ln1(x)), (b, t, 3, self.num_heads, self.head_dim))
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each (B, T, H, D)
         causal = ops.arange(t)[:, None] >= ops.arange(t)[None, :]
-        return self._finish(x, attend(q, k, v, causal), training), (k, v)
+        y = ops.reshape(attend(q, k, v, causal), (b, t, self.num_heads * self.head_dim))
+        return self._finish(x, y, training), (k, v)
 
     def step(self, x, cache, position):
-        """x (B, 1, C) at `position`; cache = (keys, values), each (B, S, H, D)."""
-        q, k, v = self._qkv(x)
-        # A select, not slice_update: Keras lowers that to XlaDynamicUpdateSlice, which only
-        # runs under XLA, and the exported graph must run on stock TF Serving and LiteRT.
-        here = (ops.arange(ops.shape(cache[0])[1]) == position)[None, :, None, None]
-        keys = ops.where(here, ops.cast(k, cache[0].dtype), cache[0])
-        values = ops.where(here, ops.cast(v, cache[1].dtype), cache[1])
+        """x (B, C) at `position`; cache = (keys, values), each (B, S, H, D).
+
+        Rank-2 activations throughout: a Dense on (B, 1, C) becomes a dozen shape
+        ops around its matmul in a plain graph, and TF Serving runs each of them
+        for every token.
+        """
+        b = ops.shape(x)[0]
+        qkv = ops.reshape(self.qkv(self.ln1(x)), (b, 3, self.num_heads, self.head_dim))
+        q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # each (B, H, D)
+        # A scatter of one position: under XLA it updates the loop's buffer in place, and the
+        # plain graph (TF Serving) and LiteRT run it as stock ops (TensorScatterUpdate, SCATTER_ND).
+        at = ops.stack([ops.arange(b), ops.full((b,), position, "int32")], axis=1)
+        keys = ops.scatter_update(cache[0], at, ops.cast(k, cache[0].dtype))
+        values = ops.scatter_update(cache[1], at, ops.cast(v, cache[1].dtype))
         # One query: multiply-and-sum fuses into a few loops, where batched matmuls of
         # (1 × D)·(D × S) per head cost a kernel call each.
-        scores = ops.sum(q * keys, axis=-1) * (1.0 / float(self.head_dim) ** 0.5)  # (B, S, H)
+        scores = ops.sum(q[:, None] * keys, axis=-1) * (1.0 / float(self.head_dim) ** 0.5)  # (B, S, H)
         visible = (ops.arange(ops.shape(keys)[1]) <= position)[None, :, None]
-        weights = ops.softmax(ops.where(visible, scores, -1e9), axis=1)
-        y = ops.sum(weights[..., None] * values, axis=1, keepdims=True)  # (B, 1, H, D)
-        return self._finish(x, y, False), (keys, values)
+        # Softmax over the cache written out: TF's Softmax kernel on a non-last axis is two
+        # transposes and a oneDNN call, ~70 µs per layer and token in a plain graph.
+        scores = ops.where(visible, scores, -1e9)
+        weights = ops.exp(scores - ops.max(scores, axis=1, keepdims=True))
+        weights = weights / ops.sum(weights, axis=1, keepdims=True)
+        y = ops.sum(weights[..., None] * values, axis=1)  # (B, H, D)
+        return self._finish(x, ops.reshape(y, (b, self.num_heads * self.head_dim)), False), (keys, values)
 
 
 @register("transformer",
@@ -121,12 +129,12 @@ class TransformerGenerator(CausalLM):
         return tuple((ops.zeros(shape), ops.zeros(shape)) for _ in self.blocks)
 
     def step(self, token_ids, state, position):
-        x = self.token_embedding(token_ids[:, None]) + self.position_embedding(ops.convert_to_tensor(position))
+        x = self.token_embedding(token_ids) + self.position_embedding(ops.convert_to_tensor(position))
         new_state = []
         for block, cache in zip(self.blocks, state):
             x, cache = block.step(x, cache, position)
             new_state.append(cache)
-        return self._logits(x)[:, 0], tuple(new_state)  # (B, V)
+        return self._logits(x), tuple(new_state)  # (B, V)
 
     def prefill(self, token_ids):
         """The cache after reading `token_ids` (B, T ≤ seq_len) in one pass, padded to seq_len."""

@@ -151,13 +151,7 @@ def decode_loop(model, jit_compile=True):
         batch = tf.shape(tokens)[0]
         rows = tf.range(batch)
 
-        def body(t, position, tokens, seen, state):
-            if context is not None:
-                keep = context // 2
-                state, position = tf.cond(
-                    position >= context,
-                    lambda: (model.prefill(tf.slice(tokens, [0, t - keep], [batch, keep])), keep),
-                    lambda: (state, position))
+        def step(t, position, tokens, seen, state):
             logits, state = model.step(tokens[:, t], state, position)
             seen = seen | tf.one_hot(tokens[:, t], vocab_size, on_value=True, off_value=False)
             banned = tf.cond(no_repeat_ngram > 0,
@@ -171,9 +165,28 @@ def decode_loop(model, jit_compile=True):
             tokens = tf.tensor_scatter_nd_update(tokens, column, nxt)
             return t + 1, position + 1, tokens, seen, state
 
-        _, position, tokens, _, state = tf.while_loop(
-            lambda t, *_: t < stop - 1, body,
-            (start, position, tokens, seen_before(tokens, start, vocab_size), state))
+        def steps(until, t, position, tokens, seen, state):
+            return tf.while_loop(lambda t, *_: t < until, step, (t, position, tokens, seen, state))
+
+        def window(t, position, tokens, seen, state):
+            """Re-reads the last half window if the cache is full, then steps until it is full
+            again: the steps carry the cache through no branch, which would copy it each step."""
+            keep = context // 2
+            # Padded so the slice fits the buffer's static width even when the buffer is
+            # shorter than the context (a short request): XLA checks untaken branches too.
+            state, position = tf.cond(
+                position >= context,
+                lambda: (model.prefill(tf.slice(tf.pad(tokens, [[0, 0], [0, keep]]),
+                                                [0, t - keep], [batch, keep])), keep),
+                lambda: (state, position))
+            return steps(tf.minimum(stop - 1, t + context - position), t, position, tokens, seen, state)
+
+        seen = seen_before(tokens, start, vocab_size)
+        if context is None:
+            _, position, tokens, _, state = steps(stop - 1, start, position, tokens, seen, state)
+        else:
+            _, position, tokens, _, state = tf.while_loop(
+                lambda t, *_: t < stop - 1, window, (start, position, tokens, seen, state))
         return tokens, position, state
 
     return loop

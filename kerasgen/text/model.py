@@ -44,6 +44,12 @@ class CausalLM(GenerativeModel):
     def compile(self, optimizer="adamw", loss=None, metrics=None, **kwargs):
         loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics or [bits_per_char], **kwargs)
+        # The metrics' variables made now, not inside the first training step: variables made
+        # while tracing make tf.function trace that step a second time (seconds here).
+        ids = self.sample_inputs(1)
+        self.compute_loss(ids, ids, self(ids))
+        self.compute_metrics(ids, ids, self(ids))
+        self.reset_metrics()
 
     def sample_inputs(self, batch_size=2, seq_len=None):
         seq_len = seq_len or min(8, self.context_length or 8)
