@@ -164,19 +164,24 @@ def _race(args, overrides):
     from kerasgen import race, registry
     from kerasgen.config import TrainConfig, apply_overrides
     from kerasgen.recipes import get_recipe
+    from kerasgen.text.data import load_text
 
     import kerasgen.zoo  # noqa: F401  registers the models
 
+    if not 1 <= args.eval_every <= args.steps:
+        raise UsageError(f"--steps={args.steps} --eval_every={args.eval_every}: "
+                         "expected 1 ≤ eval_every ≤ steps")
     cls = registry.get("transformer")
-    steps = args.steps
     # nanoGPT's baby-GPT shape and batch; the schedule and steps are ours (the recipe's defaults).
     base = TrainConfig(**{**cls.train_defaults, "data": args.data, "seq_len": 64, "batch_size": 12,
-                          "epochs": steps // args.eval_every, "steps_per_epoch": args.eval_every})
+                          "epochs": args.steps // args.eval_every, "steps_per_epoch": args.eval_every})
     train, recipe_changes, model_kwargs = apply_overrides(base, cls, overrides)
+    train.check()
     recipe = dataclasses.replace(get_recipe(train.recipe), **recipe_changes)
-    text = open(args.data, encoding="utf-8").read()
+    text = load_text(args.data)
     curves = {}
     if args.nanogpt:
+        race.check_nanogpt(args.nanogpt, args.torch_python)
         print(f"nanoGPT ({args.nanogpt}, {args.torch_python}): {' '.join(race.NANOGPT_ARGS)}", flush=True)
         with tempfile.TemporaryDirectory() as workdir:
             curves["nanoGPT"] = race.nanogpt(text, args.nanogpt, args.torch_python, workdir,
@@ -226,7 +231,8 @@ def main(argv):
     v.add_argument("--run", required=True, metavar="DIR")
     v.add_argument("--max_new_tokens", type=int, default=200)
     r = sub.add_parser("race", help="time to quality: the baby GPT against nanoGPT's, side by side")
-    r.add_argument("--data", required=True, metavar="FILE", help="a UTF-8 text (the last 10%% validates)")
+    r.add_argument("--data", metavar="FILE",
+                   help="a UTF-8 text, the last 10%% validating (default: the embedded help text)")
     r.add_argument("--steps", type=int, default=1400,
                    help="our training steps (default 1400; nanoGPT's run is its 2000)")
     r.add_argument("--eval_every", type=int, default=100, help="steps between validations")

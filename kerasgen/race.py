@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from kerasgen.errors import KerasgenError, UsageError
+
 # nanoGPT's README: "a baby GPT on CPU" (4 layers, 4 heads, 128 wide, context 64, batch 12).
 NANOGPT_ARGS = ["--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval=1",
                 "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128",
@@ -94,6 +96,17 @@ def prepare_nanogpt_data(text, folder):
         pickle.dump({"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": stoi}, f)
 
 
+def check_nanogpt(checkout, python):
+    """One line, before anything trains: a folder that is not nanoGPT, a Python without torch."""
+    for name in ("train.py", "model.py", "configurator.py"):
+        if not os.path.isfile(os.path.join(checkout, name)):
+            raise UsageError(f"--nanogpt={checkout}: not a checkout of karpathy/nanoGPT (no {name})")
+    try:
+        subprocess.run([python, "-c", "import torch"], capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        raise UsageError(f"--torch_python={python}: cannot run it and import torch") from None
+
+
 def nanogpt(text, checkout, python, workdir, eval_every, extra=()):
     """Runs nanoGPT's CPU baby GPT on `text`; returns [(seconds, step, val loss)] like `ours`.
 
@@ -125,7 +138,7 @@ def nanogpt(text, checkout, python, workdir, eval_every, extra=()):
                 if iteration % 100 == 0:
                     print(f"  nanoGPT   iter {iteration:5d}", flush=True)
     if process.returncode:
-        raise RuntimeError(f"nanoGPT exited with {process.returncode}: {' '.join(command)}")
+        raise KerasgenError(f"nanoGPT exited with {process.returncode}: {' '.join(command)}")
     typical = float(np.median(list(times.values())))
     clean = {i: (typical if i in saved else t) for i, t in times.items()}
     losses = evaluate_checkpoints(checkout, python, os.path.join(workdir, "data", "race", "val.bin"),
@@ -157,7 +170,8 @@ def plot(curves, path, size=(720, 440)):
     colours = [(200, 60, 40), (40, 90, 200), (40, 150, 60)]
     points = [p for curve in curves.values() for p in curve[1:]]
     t_max = max(t for t, _, _ in points)
-    low, high = min(v for _, _, v in points), min(3.0, max(v for _, _, v in points))
+    low = min(v for _, _, v in points)
+    high = max(low + 0.01, min(3.0, max(v for _, _, v in points)))  # a flat curve still has a scale
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
     left, top, right, bottom = 60, 20, size[0] - 20, size[1] - 50

@@ -31,6 +31,15 @@ class Recipe:
         for name in ("warmup_fraction", "decay_fraction", "min_lr_ratio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"--{name}={getattr(self, name)}: expected a value in [0, 1]")
+        for name in ("beta_1", "beta_2", "dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"--{name}={getattr(self, name)}: expected a value in [0, 1)")
+        for name in ("learning_rate", "d_learning_rate", "clipnorm"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ConfigError(f"--{name}={getattr(self, name)}: expected a value above 0")
+        if not self.weight_decay >= 0 or self.patience < 1:
+            raise ConfigError(f"--weight_decay={self.weight_decay} --patience={self.patience}: "
+                              "expected weight_decay ≥ 0 and patience ≥ 1")
         if self.schedule == "wsd" and self.warmup_fraction + self.decay_fraction > 1.0:
             raise ConfigError("--warmup_fraction plus --decay_fraction is over 1: "
                               "the warmup and the decay do not fit in the run")

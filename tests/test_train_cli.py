@@ -56,6 +56,8 @@ def test_list_names_every_zoo_model_with_its_sizes_and_training_defaults(capsys)
     (["--recipe", "fast"], "unknown recipe 'fast'"),
     (["--schedule=linear"], "expected cosine or wsd"),
     (["--decay_fraction=1.5"], "expected a value in [0, 1]"),
+    (["--learning_rate=-1"], "--learning_rate=-1.0: expected a value above 0"),
+    (["--beta_2=1"], "--beta_2=1.0: expected a value in [0, 1)"),
     (["--warmup_fraction=0.7", "--decay_fraction=0.5"], "do not fit in the run"),
     (["--resume", "/no/such/run"], "does not exist"),
     (["--init_from", "/no/such/run"], "does not exist"),
@@ -73,6 +75,36 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_written(args, message, tm
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and message in lines[0], lines
     assert not out.exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps=50"], "expected 1 ≤ eval_every ≤ steps"),
+    (["--data=/no/such/file.txt"], "data file not found"),
+    (["--nanogpt=/no/such/dir"], "not a checkout of karpathy/nanoGPT (no train.py)"),
+    (["--nanogpt=NANO", f"--torch_python={sys.executable}"], "cannot run it and import torch"),
+])
+def test_bench_race_bad_input_is_one_line_and_exit_2_before_training(args, message, tmp_path, capsys):
+    from kerasgen import bench
+
+    for name in ("train.py", "model.py", "configurator.py"):  # a nanoGPT look-alike
+        (tmp_path / name).write_text("")
+    args = [a.replace("NANO", str(tmp_path)) for a in args]
+    assert bench.main(["race", *args]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_race_reads_the_time_to_a_loss_off_the_curve_and_draws_even_one_point(tmp_path):
+    from PIL import Image
+
+    from kerasgen import race
+
+    curve = [(0.0, 0, 3.0), (10.0, 100, 2.0), (20.0, 200, 1.0)]
+    assert race.time_to_reach(curve, 1.5) == pytest.approx(15.0)
+    assert race.time_to_reach(curve, 0.5) == float("inf")
+    race.plot({"one point": [(0.0, 0, 3.0), (8.0, 100, 2.9)], "curve": curve}, tmp_path / "a.png")
+    race.plot({"one point": [(0.0, 0, 3.0), (8.0, 100, 2.9)]}, tmp_path / "b.png")
+    assert Image.open(tmp_path / "b.png").size == Image.open(tmp_path / "a.png").size == (720, 440)
 
 
 def test_a_real_process_prints_only_the_one_line_not_tensorflows_start_up(tmp_path):

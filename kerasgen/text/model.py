@@ -47,8 +47,9 @@ class CausalLM(GenerativeModel):
         # The metrics' variables made now, not inside the first training step: variables made
         # while tracing make tf.function trace that step a second time (seconds here).
         ids = self.sample_inputs(1)
-        self.compute_loss(ids, ids, self(ids))
-        self.compute_metrics(ids, ids, self(ids))
+        logits = self(ids)
+        self.compute_loss(ids, ids, logits)
+        self.compute_metrics(ids, ids, logits)
         self.reset_metrics()
 
     def sample_inputs(self, batch_size=2, seq_len=None):
