@@ -26,6 +26,13 @@ class GenerativeModel(keras.Model):
         self.compile(optimizer=make_optimizer(recipe, total_steps), **kwargs)
         self.optimizer.build(self.trainable_variables)
 
+    def get_config(self):
+        """Without the dtype policy: it is the run's training setting (--precision), so a model
+        trained in mixed precision loads, evaluates and exports in float32, its weights' type."""
+        config = super().get_config()
+        config.pop("dtype", None)
+        return config
+
     def sample_inputs(self, batch_size=2):
         """Inputs of `call`: to build the model, and for tests."""
         raise NotImplementedError

@@ -1,8 +1,10 @@
-"""python -m kerasgen.bench train|decode|serve|race: re-runnable speed measurements, side by side.
+"""python -m kerasgen.bench train|decode|serve|race|scale: re-runnable speed measurements, side by side.
 
 Timings on a shared machine are noisy, so each figure is a median over many
 executions, and comparisons are made inside one run, never across runs.
 """
+import json
+import os
 import statistics
 import sys
 import time
@@ -207,6 +209,61 @@ def _race(args, overrides):
         print(f"curves: {args.out}")
 
 
+def _epoch_end_times(run):
+    """Wall times at which the run's training epochs ended, from its TensorBoard log."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(os.path.join(run, "logs", "train"), size_guidance={"tensors": 0})
+    events.Reload()
+    return [e.wall_time for e in events.Tensors("epoch_loss")]
+
+
+def _scale(args, overrides):
+    """Training steps/s and examples/s of one worker and of N on this host, side by side: the
+    same `python -m kerasgen.train` command, its global batch split over the workers."""
+    import subprocess
+    import tempfile
+
+    from kerasgen.distribute import local_cluster
+
+    if args.epochs < 2 or args.steps < 1 or args.workers < 2:
+        raise UsageError("expected --epochs ≥ 2, --steps ≥ 1 and --workers ≥ 2")
+    command = [sys.executable, "-m", "kerasgen.train", f"--model={args.model}",
+               f"--epochs={args.epochs}", f"--steps_per_epoch={args.steps}", "--validation_steps=1",
+               "--sample_chars=8", *(f"--{k}={v}" for k, v in overrides.items())]
+    if args.batch_size:
+        command.append(f"--batch_size={args.batch_size}")
+    settings = [("1 worker, default strategy (XLA, 10 steps a call)", 1, []),
+                ("1 worker, the steps multi_worker runs (no XLA, 1 a call)", 1,
+                 ["--jit_compile=false", "--steps_per_execution=1"]),
+                (f"{args.workers} workers on localhost, --strategy multi_worker", args.workers,
+                 ["--strategy=multi_worker"])]
+    rows = []
+    print(f"{args.model}: training steps/s over epochs 2-{args.epochs} of {args.steps} steps "
+          f"(the same global batch in every row)", flush=True)
+    with tempfile.TemporaryDirectory() as workdir:
+        for i, (label, workers, extra) in enumerate(settings):
+            out = os.path.join(workdir, str(i))
+            configs = local_cluster(workers) if workers > 1 else [None]
+            processes = [subprocess.Popen([*command, *extra, "--out", out],
+                                          env={**os.environ, **({"TF_CONFIG": c} if c else {})},
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         for c in configs]
+            for p in processes:
+                _, err = p.communicate()
+                if p.returncode:
+                    raise UsageError(f"{label}: the training command failed: "
+                                     f"{(err.strip().splitlines() or ['?'])[-1]}")
+            ends = _epoch_end_times(out)
+            with open(os.path.join(out, "config.json")) as f:
+                batch = json.load(f)["train"]["batch_size"]
+            steps_per_s = (len(ends) - 1) * args.steps / (ends[-1] - ends[0])
+            rows.append((label, steps_per_s, steps_per_s * batch))
+            print(f"  {label:58s} {steps_per_s:7.1f} steps/s  {steps_per_s * batch:8.0f} examples/s"
+                  f"  {steps_per_s / rows[0][1]:.2f}x", flush=True)
+    return rows
+
+
 @command("kerasgen.bench")
 def main(argv):
     p = Parser(
@@ -240,6 +297,12 @@ def main(argv):
     r.add_argument("--torch_python", default="python", metavar="PATH",
                    help="a Python with torch, to run nanoGPT (default: python)")
     r.add_argument("--out", metavar="FILE.png", help="where to draw the loss-vs-time curves")
+    s = sub.add_parser("scale", help="training steps/s: one worker against several on this host")
+    s.add_argument("--model", default="gru")
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--batch_size", type=int, help="the global batch (default: the model's)")
+    s.add_argument("--epochs", type=int, default=3, help="the first one warms up, untimed")
+    s.add_argument("--steps", type=int, default=100, help="training steps per epoch")
     args, rest = p.parse_known_args(argv)
     overrides = {}
     for item in rest:
@@ -248,7 +311,8 @@ def main(argv):
             raise UsageError(f"unexpected argument {item!r}; model hyperparameters look like --key=value")
         overrides[key] = value
     start_tensorflow()
-    {"train": _train, "decode": _decode, "serve": _serve, "race": _race}[args.what](args, overrides)
+    {"train": _train, "decode": _decode, "serve": _serve, "race": _race,
+     "scale": _scale}[args.what](args, overrides)
     return 0
 
 

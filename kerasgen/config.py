@@ -27,7 +27,8 @@ class TrainConfig:
     seq_len: int = 64  # text: training window, and the Transformer's context
     seed: int = 1337  # every random draw of training: weights, data order, noise
     out: Optional[str] = None  # None: runs/<model>/<timestamp>
-    strategy: str = "default"  # default | mirrored
+    strategy: str = "default"  # default | mirrored | multi_worker (from TF_CONFIG)
+    precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (Keras dtype policies)
     jit_compile: bool = True  # XLA for the training steps and the per-epoch samples
     steps_per_execution: int = 10  # fewer Python round trips per step
     sample_chars: int = 200  # text: length of the per-epoch TensorBoard samples
@@ -45,8 +46,11 @@ class TrainConfig:
             problems.append(f"--validation_steps={self.validation_steps} must be ≥ 1 (or none: all)")
         if self.seed >= 2 ** 31:
             problems.append(f"--seed={self.seed} must be < 2^31")
-        if self.strategy not in ("default", "mirrored"):
-            problems.append(f"--strategy={self.strategy} must be default or mirrored")
+        from kerasgen.distribute import PRECISIONS, STRATEGIES
+
+        for name, choices in (("strategy", STRATEGIES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in choices:
+                problems.append(f"--{name}={getattr(self, name)} must be one of {', '.join(choices)}")
         if problems:
             raise ConfigError("; ".join(problems))
         return self

@@ -217,6 +217,20 @@ class RunDir:
                 if ".tmp-" in name:
                     os.remove(os.path.join(folder, name))
 
+    @classmethod
+    def remove_abandoned(cls, pattern):
+        """Removes the directories matching `pattern` whose training process is gone (no lock
+        held): the scratch directories of killed workers."""
+        import shutil
+
+        for path in glob.glob(pattern):
+            try:
+                with cls(path).lock():
+                    pass
+            except (RunError, OSError):
+                continue  # in use, or not ours to lock
+            shutil.rmtree(path, ignore_errors=True)
+
     @contextlib.contextmanager
     def lock(self):
         """Held while a process trains into this directory; a second one fails at once."""

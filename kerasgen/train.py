@@ -1,10 +1,13 @@
 """python -m kerasgen.train --model gru: train a zoo model and write a self-contained run directory."""
+import contextlib
 import dataclasses
 import os
 import sys
+import tempfile
 
 from kerasgen.cli import Parser, command, start_tensorflow
 from kerasgen.config import TrainConfig, apply_overrides, from_dict, model_defaults
+from kerasgen import distribute
 from kerasgen.errors import ConfigError, RunError, UsageError
 from kerasgen.recipes import RECIPES, Recipe, get_recipe
 from kerasgen.rundir import RunDir
@@ -47,8 +50,13 @@ def _parser():
     p.add_argument("--init_from", metavar="DIR",
                    help="fine-tune: start from this run's best model and vocabulary with the "
                         "finetune recipe (add --freeze_layers=N to fix the N lowest layers)")
-    p.add_argument("--strategy", choices=["default", "mirrored"],
-                   help="tf.distribute strategy to build and train under (default: default)")
+    p.add_argument("--strategy", choices=distribute.STRATEGIES,
+                   help="tf.distribute strategy: default (one device), mirrored (the GPUs of this "
+                        "machine), multi_worker (every worker in TF_CONFIG runs this same command; "
+                        "--batch_size is the global batch; see README, 'Scale out')")
+    p.add_argument("--precision", choices=distribute.PRECISIONS,
+                   help="Keras dtype policy: float32 (default), mixed_float16 (with loss scaling) "
+                        "or mixed_bfloat16; weights, logits and losses stay float32")
     return p
 
 
@@ -56,7 +64,7 @@ def parse_args(argv):
     """Returns (argparse namespace, {key: raw value}) with every --key=value override."""
     args, rest = _parser().parse_known_args(argv)
     overrides = {k: getattr(args, k) for k in ("data", "epochs", "recipe", "seed", "out", "strategy",
-                                               "init_from")
+                                               "precision", "init_from")
                  if getattr(args, k) is not None}
     i = 0
     while i < len(rest):
@@ -147,10 +155,29 @@ def _fresh_plan(args, overrides):
             changes["seq_len"] = pretrained.train_config().seq_len  # the model's context
         train = dataclasses.replace(train, **changes)
     recipe = dataclasses.replace(get_recipe(train.recipe), **recipe_updates)
-    if train.out is not None:
+    if train.out is not None and distribute.task(train.strategy).chief:  # others never write there
         RunDir.check_new(train.out)  # before the data and the model take their seconds
     return Plan(cls, dataclasses.replace(train, model=cls.zoo_name).check(), recipe, model_kwargs,
                 pretrained=pretrained)
+
+
+@contextlib.contextmanager
+def _run_directory(plan, cls):
+    """(where this process writes, whose backup it continues), locked while training. The chief
+    writes the run directory; any other worker of a multi-worker run writes into a scratch
+    directory of its own, removed afterwards, and continues the chief's backup."""
+    task = distribute.task(plan.train.strategy)
+    if task.chief:
+        run = plan.run or RunDir.create(cls.zoo_name, plan.train.out)
+        with run.lock():
+            yield run, run
+        return
+    prefix = f"kerasgen-{task.type}{task.index}-"
+    RunDir.remove_abandoned(os.path.join(tempfile.gettempdir(), f"{prefix}*"))  # a killed one's
+    with tempfile.TemporaryDirectory(prefix=prefix) as d:
+        scratch = RunDir(d)
+        with scratch.lock():
+            yield scratch, plan.run or scratch
 
 
 def _train(plan):
@@ -160,36 +187,48 @@ def _train(plan):
     from kerasgen import trainer
 
     train, recipe, cls = plan.train, plan.recipe, plan.cls
+    task = distribute.task(train.strategy)
+    strategy = distribute.make_strategy(train.strategy)  # before any op: collectives configure at start
     first_step = trainer.finished_epochs(plan.run) * train.steps_per_epoch if plan.run else 0
     model_kwargs, data = cls.family.training_data(cls, train, plan.model_kwargs, plan.pretrained,
                                                   first_step)
     if "dropout" in model_defaults(cls):
         model_kwargs.setdefault("dropout", recipe.dropout)
     keras.utils.set_random_seed(train.seed)
-    strategy = trainer.make_strategy(train.strategy)
     weights = plan.pretrained.load_model("best") if plan.run is None and plan.pretrained else None
     model = trainer.build_model(cls, model_kwargs, strategy, weights, train.freeze_layers)
     with strategy.scope():
         model.compile_from_recipe(recipe, train.epochs * train.steps_per_epoch,
-                                  jit_compile=train.jit_compile,
-                                  steps_per_execution=min(train.steps_per_execution,
-                                                          train.steps_per_epoch))
-    run = plan.run or RunDir.create(cls.zoo_name, train.out)
-    with run.lock():
+                                  **distribute.step_options(train))
+    with _run_directory(plan, cls) as (run, restore_from):
         if plan.run is None and os.path.exists(run.config_path):  # another run got here first
             raise RunError(f"{run} already holds a run; choose another --out")
         run.write_config(trainer.run_config(cls, model, train, recipe))
-        print(f"run directory: {run}\nTensorBoard:   tensorboard --logdir {run.logs_dir}", flush=True)
+        if not task.chief:
+            print(f"{task}: training; the chief writes the run directory", flush=True)
+        else:
+            print(f"run directory: {run}\nTensorBoard:   tensorboard --logdir {run.logs_dir}",
+                  flush=True)
+        # What to resume: on a worker other than the chief, the chief's run, not the scratch.
+        resume = plan.run or (run if task.chief else train.out or "<the chief's run directory>")
         try:
-            _, report = trainer.train_run(model, data, train, recipe, run)
+            _, report = trainer.train_run(model, data, train, recipe, run, restore_from)
         except KeyboardInterrupt:
             print(f"\nkerasgen.train: interrupted; continue from the last finished epoch with: "
-                  f"{PROG} --resume {run}", file=sys.stderr)
+                  f"{PROG} --resume {resume}", file=sys.stderr)
             return 130
         except trainer.TrainingDiverged as e:
             print(f"kerasgen.train: error: training diverged: {e}; the last finished epoch is kept: "
-                  f"{PROG} --resume {run} --learning_rate=<lower>", file=sys.stderr)
+                  f"{PROG} --resume {resume} --learning_rate=<lower>", file=sys.stderr)
             return 1
+        except distribute.worker_errors(task) as e:
+            distribute.release_aborted(e)
+            print(f"kerasgen.train: error: {task} lost contact with another worker "
+                  f"({type(e).__name__}); the last finished epoch is kept: restart every worker "
+                  f"with {PROG} --resume {resume}", file=sys.stderr)
+            return 1
+        if not task.chief:
+            return 0
     print("\n" + "\n".join(report))
     print(f"run directory: {run}\nnext:")
     for line in [*cls.family.example_commands(run), f"python -m kerasgen.export --run {run}",
@@ -209,7 +248,9 @@ def main(argv):
     start_tensorflow()
     import kerasgen.zoo  # noqa: F401  registers the models
 
-    return _train(_resume_plan(args, overrides) if args.resume else _fresh_plan(args, overrides))
+    plan = _resume_plan(args, overrides) if args.resume else _fresh_plan(args, overrides)
+    with distribute.dtype_policy(plan.train.precision):
+        return _train(plan)
 
 
 if __name__ == "__main__":

@@ -48,22 +48,23 @@ class Backup(keras.callbacks.Callback):
     backup is not removed here: the trainer removes it once the final model is safe.
     """
 
-    def __init__(self, run, callbacks=()):
+    def __init__(self, run, callbacks=(), restore_from=None):
         super().__init__()
         self.run, self.stateful = run, [c for c in callbacks if hasattr(c, "resumable_state")]
+        self.restore_from = restore_from or run  # another worker's, in a multi-worker run
 
     def _random_states(self):
         return [v for v in self.model.variables if "seed_generator_state" in v.path]
 
     def on_train_begin(self, logs=None):
-        path = os.path.join(self.run.backup_dir, BACKUP_STATE)
+        path = os.path.join(self.restore_from.backup_dir, BACKUP_STATE)
         if not os.path.isfile(path):
             return
         with open(path) as f:
             state = json.load(f)
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
-        weights = os.path.join(self.run.backup_dir, state["weights"])
+        weights = os.path.join(self.restore_from.backup_dir, state["weights"])
         try:
             with warnings.catch_warnings():
                 # Keras only warns when it skips a variable; a partial restore is not a resume.
@@ -71,7 +72,7 @@ class Backup(keras.callbacks.Callback):
                 self.model.load_weights(weights)
         except Exception as e:  # h5py and Keras raise many kinds; all mean "unusable"
             raise RunError(f"{weights} cannot be loaded ({str(e).splitlines()[0]}); delete "
-                           f"{self.run.backup_dir} to restart the run") from None
+                           f"{self.restore_from.backup_dir} to restart the run") from None
         for variable, value in zip(self._random_states(), state["random"]):
             variable.assign(np.asarray(value, variable.dtype))
         for callback, saved in zip(self.stateful, state["callbacks"]):
@@ -152,12 +153,6 @@ class StopOnNonFinite(keras.callbacks.Callback):
                 raise TrainingDiverged(f"weight {variable.path} became non-finite in epoch {epoch + 1}")
 
 
-def make_strategy(name):
-    import tensorflow as tf
-
-    return tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.get_strategy()
-
-
 def build_model(cls, model_kwargs, strategy, pretrained=None, freeze_layers=0):
     """The model, built (and given the pretrained weights) under `strategy`."""
     with strategy.scope():
@@ -172,9 +167,9 @@ def build_model(cls, model_kwargs, strategy, pretrained=None, freeze_layers=0):
     return model
 
 
-def train_run(model, data, train, recipe, run):
-    """Fits `model` into `run` (continuing its backup, if any) and writes the final model, the
-    summary and the family's files. Returns (summary, report lines)."""
+def train_run(model, data, train, recipe, run, restore_from=None):
+    """Fits `model` into `run`, continuing the backup of `restore_from` (default: `run`) if
+    there is one, and writes the final model, the summary and the family's files. Returns (summary, report lines)."""
     family = model.family
     stateful = [BestCheckpoint(run.checkpoint_path("best"), data.monitor)]
     if data.monitor:
@@ -185,7 +180,7 @@ def train_run(model, data, train, recipe, run):
         # The family's callbacks add their scores to the epoch's logs before these read them.
         *family.callbacks(model, data, train, run),
         *stateful,
-        Backup(run, stateful),
+        Backup(run, stateful, restore_from or run),
         keras.callbacks.TensorBoard(run.logs_dir),
     ]
     model.fit(data.train, epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,

@@ -64,6 +64,8 @@ def test_list_names_every_zoo_model_with_its_sizes_and_training_defaults(capsys)
     (["--resume", "R", "--init_from", "R"], "choose one"),
     (["stray"], "unexpected argument"),
     (["--model=transformer", "--num_heads=3"], "not divisible"),
+    (["--precision=half"], "invalid choice: 'half'"),
+    (["--strategy=multi_worker"], "--strategy multi_worker needs TF_CONFIG"),
 ])
 def test_bad_input_is_one_line_and_exit_2_with_nothing_written(args, message, tmp_path, capsys):
     (tmp_path / "empty.txt").write_text("")
@@ -90,6 +92,18 @@ def test_bench_race_bad_input_is_one_line_and_exit_2_before_training(args, messa
         (tmp_path / name).write_text("")
     args = [a.replace("NANO", str(tmp_path)) for a in args]
     assert bench.main(["race", *args]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs=1"], "expected --epochs ≥ 2"), (["--workers=1"], "--workers ≥ 2"),
+    (["--model=gru", "--units=0"], "the training command failed"),
+])
+def test_bench_scale_bad_input_is_one_line_and_exit_2(args, message, capsys):
+    from kerasgen import bench
+
+    assert bench.main(["scale", "--steps=1", *args]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and message in lines[0], lines
 

@@ -14,27 +14,29 @@ class DenseGAN(GAN):
 
     Args:
         units: width of the hidden layers (the generator's second is twice as wide).
+        d_dropout: dropout after each hidden layer of the discriminator.
         image_size, channels, latent_dim: see `ImageGenerator`.
     """
 
-    def __init__(self, image_size=16, channels=1, latent_dim=32, units=256, **kwargs):
+    def __init__(self, image_size=16, channels=1, latent_dim=32, units=256, d_dropout=0.3,
+                 **kwargs):
         super().__init__(image_size=image_size, channels=channels, latent_dim=latent_dim, **kwargs)
-        self.units = units
+        self.units, self.d_dropout = units, d_dropout
         pixels = image_size * image_size * channels
         self.generator = keras.Sequential([
             keras.Input((latent_dim,)),
             keras.layers.Dense(units), keras.layers.LeakyReLU(0.2),
             keras.layers.Dense(2 * units), keras.layers.LeakyReLU(0.2),
-            keras.layers.Dense(pixels, activation="tanh"),
-            keras.layers.Reshape(self.image_shape),
+            keras.layers.Dense(pixels, activation="tanh", dtype="float32"),  # float32 when mixed
+            keras.layers.Reshape(self.image_shape, dtype="float32"),
         ], name="generator")
         self.discriminator = keras.Sequential([
             keras.Input(self.image_shape),
             keras.layers.Flatten(),
-            keras.layers.Dense(2 * units), keras.layers.LeakyReLU(0.2), keras.layers.Dropout(0.3),
-            keras.layers.Dense(units), keras.layers.LeakyReLU(0.2), keras.layers.Dropout(0.3),
-            keras.layers.Dense(1),
+            keras.layers.Dense(2 * units), keras.layers.LeakyReLU(0.2), keras.layers.Dropout(d_dropout),
+            keras.layers.Dense(units), keras.layers.LeakyReLU(0.2), keras.layers.Dropout(d_dropout),
+            keras.layers.Dense(1, dtype="float32"),
         ], name="discriminator")
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units}
+        return {**super().get_config(), "units": self.units, "d_dropout": self.d_dropout}

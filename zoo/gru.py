@@ -31,7 +31,7 @@ class GRUGenerator(CausalLM):
         self.grus = [keras.layers.GRU(units, return_sequences=True, return_state=True)
                      for _ in range(num_layers)]
         self.drop = keras.layers.Dropout(dropout)
-        self.head = keras.layers.Dense(vocab_size)
+        self.head = keras.layers.Dense(vocab_size, dtype="float32")  # float32 logits when mixed
 
     def call(self, token_ids, training=False):
         x = self.embedding(token_ids)  # (B, T, E)
@@ -41,7 +41,7 @@ class GRUGenerator(CausalLM):
         return self.head(x)  # (B, T, V)
 
     def initial_state(self, batch_size):
-        return tuple(ops.zeros((batch_size, self.units)) for _ in self.grus)
+        return tuple(ops.zeros((batch_size, self.units), self.compute_dtype) for _ in self.grus)
 
     def step(self, token_ids, state, position):
         x = self.embedding(token_ids)  # (B, E)

@@ -5,11 +5,13 @@ from keras import ops
 from kerasgen.registry import register
 from kerasgen.text.model import CausalLM
 
+MASKED = -3e4  # a score no softmax weight survives (exp underflows), yet finite in float16
+
 
 def attend(q, k, v, mask):
     """Scaled dot-product attention; q (B, Tq, H, D), k/v (B, Tk, H, D), mask (Tq, Tk) or (B, 1, Tq, Tk)."""
     scores = ops.einsum("bqhd,bkhd->bhqk", q, k) * (1.0 / float(q.shape[-1]) ** 0.5)
-    scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
+    scores = ops.where(mask, scores, ops.full_like(scores, MASKED))
     return ops.einsum("bhqk,bkhd->bqhd", ops.softmax(scores, axis=-1), v)  # (B, Tq, H, D)
 
 
@@ -62,7 +64,7 @@ class Block(keras.layers.Layer):
         visible = (ops.arange(ops.shape(keys)[1]) <= position)[None, :, None]
         # Softmax over the cache written out: TF's Softmax kernel on a non-last axis is two
         # transposes and a oneDNN call, ~70 µs per layer and token in a plain graph.
-        scores = ops.where(visible, scores, -1e9)
+        scores = ops.where(visible, scores, MASKED)
         weights = ops.exp(scores - ops.max(scores, axis=1, keepdims=True))
         weights = weights / ops.sum(weights, axis=1, keepdims=True)
         y = ops.sum(weights[..., None] * values, axis=1)  # (B, H, D)
@@ -103,12 +105,14 @@ class TransformerGenerator(CausalLM):
         self.drop = keras.layers.Dropout(dropout)
         self.blocks = [Block(num_heads, embed_dim, dropout) for _ in range(num_layers)]
         self.ln_f = keras.layers.LayerNormalization(epsilon=1e-5)
-        self.head = None if tie_weights else keras.layers.Dense(vocab_size, use_bias=False)
+        self.head = None if tie_weights else keras.layers.Dense(vocab_size, use_bias=False,
+                                                                 dtype="float32")  # when mixed
 
     def _logits(self, x):
         x = self.ln_f(x)
         if self.head is None:
-            return ops.matmul(x, ops.transpose(self.token_embedding.embeddings))
+            return ops.cast(ops.matmul(x, ops.transpose(ops.cast(self.token_embedding.embeddings,
+                                                                  x.dtype))), "float32")
         return self.head(x)
 
     def _forward(self, token_ids, training):
@@ -126,7 +130,8 @@ class TransformerGenerator(CausalLM):
 
     def initial_state(self, batch_size):
         shape = (batch_size, self.seq_len, self.num_heads, self.embed_dim // self.num_heads)
-        return tuple((ops.zeros(shape), ops.zeros(shape)) for _ in self.blocks)
+        return tuple((ops.zeros(shape, self.compute_dtype), ops.zeros(shape, self.compute_dtype))
+                     for _ in self.blocks)
 
     def step(self, token_ids, state, position):
         x = self.token_embedding(token_ids) + self.position_embedding(ops.convert_to_tensor(position))

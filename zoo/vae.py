@@ -33,14 +33,15 @@ class ConvVAE(ImageGenerator):
             keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu"),
             keras.layers.Conv2D(2 * filters, 3, strides=2, padding="same", activation="relu"),
             keras.layers.Flatten(), keras.layers.Dense(4 * filters, activation="relu"),
-            keras.layers.Dense(2 * latent_dim),  # mean and log-variance
+            keras.layers.Dense(2 * latent_dim, dtype="float32"),  # mean, log-variance (float32)
         ], name="encoder")
         self.generator = keras.Sequential([
             keras.Input((latent_dim,)),
             keras.layers.Dense(start * start * 2 * filters, activation="relu"),
             keras.layers.Reshape((start, start, 2 * filters)),
             keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu"),
-            keras.layers.Conv2DTranspose(channels, 3, strides=2, padding="same"),  # logits
+            keras.layers.Conv2DTranspose(channels, 3, strides=2, padding="same",
+                                         dtype="float32"),  # logits, float32 when mixed
         ], name="decoder")
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("loss", "reconstruction_loss", "kl_loss")}
@@ -64,8 +65,13 @@ class ConvVAE(ImageGenerator):
         return self.sample_fit_data(batch_size)[0]
 
     def _loss_terms(self, images, training):
+        from kerasgen.distribute import replica_rows, replicas_in_sync
+
         mean, log_var = self.encode(images)
-        noise = keras.random.normal(ops.shape(mean), seed=self.noise) if training else 0.0
+        noise = 0.0
+        if training:
+            rows = ops.shape(mean)[0] * replicas_in_sync()
+            noise = replica_rows(keras.random.normal((rows, self.latent_dim), seed=self.noise))
         logits = self.generator(mean + ops.exp(0.5 * log_var) * noise)
         bce = ops.sum(keras.losses.binary_crossentropy(images[..., None], logits[..., None],
                                                        from_logits=True), axis=(1, 2, 3))
@@ -81,9 +87,13 @@ class ConvVAE(ImageGenerator):
     def train_step(self, images):
         import tensorflow as tf
 
+        from kerasgen.distribute import replicas_in_sync
+
         with tf.GradientTape() as tape:
             losses = self._loss_terms(images, training=True)
-        grads = tape.gradient(losses["loss"], self.trainable_variables)
+            # Summed over replicas, these gradients are the global batch's mean's.
+            scaled = self.optimizer.scale_loss(losses["loss"] / replicas_in_sync())
+        grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         return self._record(losses)
 

@@ -88,6 +88,8 @@ class GAN(ImageGenerator):
         kwargs.pop("loss", None)
         super().compile(optimizer=optimizer, **kwargs)
         self.d_optimizer = d_optimizer or self.optimizer.__class__.from_config(self.optimizer.get_config())
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):  # mixed_float16
+            self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer)
         # Built now, each for the variables it steps: before any tracing, and so that restoring
         # a backup finds them shaped as they were saved.
         self.optimizer.build(self.generator.trainable_variables)
@@ -98,28 +100,35 @@ class GAN(ImageGenerator):
         return [self.g_loss_tracker, self.d_loss_tracker]
 
     def train_step(self, images):
+        """One discriminator and one generator step. Across replicas each loss is this
+        replica's mean over the global batch's count, so the summed gradients are the global
+        mean's; under float16 the optimizers scale the losses."""
         import tensorflow as tf
 
-        batch = ops.shape(images)[0]
+        from kerasgen.distribute import replica_rows, replicas_in_sync
+
+        replicas = replicas_in_sync()
+        noise_shape = (ops.shape(images)[0] * replicas, self.latent_dim)
         real_images = images * 2.0 - 1.0  # the generator's tanh range
-        noise = keras.random.normal((batch, self.latent_dim), seed=self.noise)
+        noise = replica_rows(keras.random.normal(noise_shape, seed=self.noise))
         with tf.GradientTape() as tape:
             fake = self.generator(noise, training=True)
             real_logits = self.discriminator(real_images, training=True)
             fake_logits = self.discriminator(fake, training=True)
             d_loss = self.bce(ops.ones_like(real_logits), real_logits) + \
                 self.bce(ops.zeros_like(fake_logits), fake_logits)
+            scaled = self.d_optimizer.scale_loss(d_loss / replicas)
         d_vars = self.discriminator.trainable_variables
-        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, d_vars), d_vars))
+        self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, d_vars), d_vars))
 
-        noise = keras.random.normal((batch, self.latent_dim), seed=self.noise)
+        noise = replica_rows(keras.random.normal(noise_shape, seed=self.noise))
         with tf.GradientTape() as tape:
             fake_logits = self.discriminator(self.generator(noise, training=True), training=True)
-            g_loss = keras.losses.binary_crossentropy(ops.ones_like(fake_logits), fake_logits,
-                                                      from_logits=True)
-            g_loss = ops.mean(g_loss)
+            g_loss = ops.mean(keras.losses.binary_crossentropy(ops.ones_like(fake_logits),
+                                                               fake_logits, from_logits=True))
+            scaled = self.optimizer.scale_loss(g_loss / replicas)
         g_vars = self.generator.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(g_loss, g_vars), g_vars))
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, g_vars), g_vars))
         self.g_loss_tracker.update_state(g_loss)
         self.d_loss_tracker.update_state(d_loss)
         return {"g_loss": self.g_loss_tracker.result(), "d_loss": self.d_loss_tracker.result()}
