@@ -21,7 +21,8 @@ RUN_TIMEOUT_S = 240
 # Global batch 4: two examples on each of two workers. No dropout: each replica draws its
 # own masks, so a dropout run on two workers is not the one-worker run.
 MULTI = ["--epochs=2", "--steps_per_epoch=3", "--batch_size=4", "--steps_per_execution=1"]
-NO_DROPOUT = {"gru": ["--dropout=0"], "transformer": ["--dropout=0"], "conv": ["--d_dropout=0"]}
+NO_DROPOUT = {"gru": ["--dropout=0"], "transformer": ["--dropout=0"], "conv": ["--d_dropout=0"],
+              "dense": ["--d_dropout=0"], "vae": []}
 
 
 def _env(tmp_path, **extra):
@@ -114,7 +115,7 @@ def test_the_chief_is_the_chief_task_else_worker_0(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["gru", "transformer", "conv"])
+@pytest.mark.parametrize("name", sorted(NO_DROPOUT))
 def test_two_workers_train_what_one_worker_trains_and_only_the_chief_writes(name, tmp_path):
     """Same seed, same global batch: both workers end with the same weights, equal to one
     worker's up to float order (the batch's gradients and the GAN's synchronized batch-norm
