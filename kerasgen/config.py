@@ -5,6 +5,7 @@ import math
 import typing
 from typing import Optional
 
+from kerasgen.distribute import PRECISIONS, STRATEGIES
 from kerasgen.errors import ConfigError
 from kerasgen.recipes import Recipe
 
@@ -46,8 +47,6 @@ class TrainConfig:
             problems.append(f"--validation_steps={self.validation_steps} must be ≥ 1 (or none: all)")
         if self.seed >= 2 ** 31:
             problems.append(f"--seed={self.seed} must be < 2^31")
-        from kerasgen.distribute import PRECISIONS, STRATEGIES
-
         for name, choices in (("strategy", STRATEGIES), ("precision", PRECISIONS)):
             if getattr(self, name) not in choices:
                 problems.append(f"--{name}={getattr(self, name)} must be one of {', '.join(choices)}")

@@ -212,11 +212,11 @@ def replica_rows(values):
     """
     import tensorflow as tf
 
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
+    replicas = replicas_in_sync()
+    if replicas == 1:
         return values
-    rows = tf.shape(values)[0] // context.num_replicas_in_sync
-    return values[context.replica_id_in_sync_group * rows:][:rows]
+    rows = tf.shape(values)[0] // replicas
+    return values[tf.distribute.get_replica_context().replica_id_in_sync_group * rows:][:rows]
 
 
 def worker_errors(task):

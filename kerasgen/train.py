@@ -5,9 +5,9 @@ import os
 import sys
 import tempfile
 
+from kerasgen import distribute
 from kerasgen.cli import Parser, command, start_tensorflow
 from kerasgen.config import TrainConfig, apply_overrides, from_dict, model_defaults
-from kerasgen import distribute
 from kerasgen.errors import ConfigError, RunError, UsageError
 from kerasgen.recipes import RECIPES, Recipe, get_recipe
 from kerasgen.rundir import RunDir
@@ -162,11 +162,10 @@ def _fresh_plan(args, overrides):
 
 
 @contextlib.contextmanager
-def _run_directory(plan, cls):
+def _run_directory(plan, cls, task):
     """(where this process writes, whose backup it continues), locked while training. The chief
     writes the run directory; any other worker of a multi-worker run writes into a scratch
     directory of its own, removed afterwards, and continues the chief's backup."""
-    task = distribute.task(plan.train.strategy)
     if task.chief:
         run = plan.run or RunDir.create(cls.zoo_name, plan.train.out)
         with run.lock():
@@ -200,7 +199,7 @@ def _train(plan):
     with strategy.scope():
         model.compile_from_recipe(recipe, train.epochs * train.steps_per_epoch,
                                   **distribute.step_options(train))
-    with _run_directory(plan, cls) as (run, restore_from):
+    with _run_directory(plan, cls, task) as (run, restore_from):
         if plan.run is None and os.path.exists(run.config_path):  # another run got here first
             raise RunError(f"{run} already holds a run; choose another --out")
         run.write_config(trainer.run_config(cls, model, train, recipe))

@@ -169,7 +169,8 @@ def build_model(cls, model_kwargs, strategy, pretrained=None, freeze_layers=0):
 
 def train_run(model, data, train, recipe, run, restore_from=None):
     """Fits `model` into `run`, continuing the backup of `restore_from` (default: `run`) if
-    there is one, and writes the final model, the summary and the family's files. Returns (summary, report lines)."""
+    there is one, and writes the final model, the summary and the family's files.
+    Returns (summary, report lines)."""
     family = model.family
     stateful = [BestCheckpoint(run.checkpoint_path("best"), data.monitor)]
     if data.monitor:
@@ -180,7 +181,7 @@ def train_run(model, data, train, recipe, run, restore_from=None):
         # The family's callbacks add their scores to the epoch's logs before these read them.
         *family.callbacks(model, data, train, run),
         *stateful,
-        Backup(run, stateful, restore_from or run),
+        Backup(run, stateful, restore_from),
         keras.callbacks.TensorBoard(run.logs_dir),
     ]
     model.fit(data.train, epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,
