@@ -219,6 +219,32 @@ def replica_rows(values):
     return values[tf.distribute.get_replica_context().replica_id_in_sync_group * rows:][:rows]
 
 
+def check_same_settings(strategy, settings):
+    """A ConfigError on every worker unless all of them were started with the same `settings`
+    (a JSON-able dict): gradients of any shape-compatible runs would sum without complaint,
+    so workers given another --batch_size, --seed or recipe would train a silent mix."""
+    import tensorflow as tf
+
+    if strategy.num_replicas_in_sync == 1 or not isinstance(
+            strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).digest()
+    # 16-bit pieces: exact in float32, the dtype every collective implementation takes.
+    mine = tf.constant([[int.from_bytes(digest[i:i + 2], "big") for i in range(0, 16, 2)]],
+                       tf.float32)
+
+    @tf.function
+    def gather():
+        return strategy.run(lambda: tf.distribute.get_replica_context().all_gather(mine, axis=0))
+
+    everyone = strategy.experimental_local_results(gather())[0].numpy()
+    differing = sorted({i for i, row in enumerate(everyone) if (row != everyone[0]).any()})
+    if differing:
+        raise ConfigError(f"the workers were started with different settings (those of replica "
+                          f"{', '.join(map(str, differing))} differ from replica 0's): run the same "
+                          f"command on every worker, only TF_CONFIG's task changing")
+
+
 def worker_errors(task):
     """What a collective raises when a peer worker died (its connections close: at once) or
     stopped answering (TensorFlow's health check: within about a minute); none on one worker."""

@@ -199,10 +199,12 @@ def _train(plan):
     with strategy.scope():
         model.compile_from_recipe(recipe, train.epochs * train.steps_per_epoch,
                                   **distribute.step_options(train))
+    config = trainer.run_config(cls, model, train, recipe)
+    distribute.check_same_settings(strategy, config)  # before anything is written
     with _run_directory(plan, cls, task) as (run, restore_from):
         if plan.run is None and os.path.exists(run.config_path):  # another run got here first
             raise RunError(f"{run} already holds a run; choose another --out")
-        run.write_config(trainer.run_config(cls, model, train, recipe))
+        run.write_config(config)
         if not task.chief:
             print(f"{task}: training; the chief writes the run directory", flush=True)
         else:

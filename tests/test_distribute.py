@@ -140,6 +140,24 @@ def test_two_workers_train_what_one_worker_trains_and_only_the_chief_writes(name
 
 
 @pytest.mark.slow
+def test_workers_started_with_different_settings_refuse_in_one_line_and_write_nothing(tmp_path):
+    """Their gradients would sum without complaint: a silent mix of two runs."""
+    out = tmp_path / "run"
+    processes = []
+    for batch_size, tf_config in zip((4, 8), distribute.local_cluster(2)):
+        env = {**_env(tmp_path), "TF_CONFIG": tf_config}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "kerasgen.train", *tiny_flags("gru"), f"--batch_size={batch_size}",
+             "--strategy=multi_worker", "--out", str(out)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for code, _, err in _finish(processes):
+        assert code == 2, err[-3000:]
+        lines = error_lines(err)
+        assert len(lines) == 1 and "the workers were started with different settings" in lines[0], lines
+    assert not out.exists()
+
+
+@pytest.mark.slow
 def test_a_dead_worker_stops_the_other_and_resume_loses_no_finished_epoch(tmp_path):
     run = tmp_path / "run"
     args = [*tiny_flags("gru"), "--epochs=3", "--steps_per_epoch=150", "--batch_size=4",
