@@ -41,7 +41,9 @@ def convert(function, quantize="none", calibration=None):
 
     # Saved as a SavedModel signature so the converter keeps the input and output names.
     with tempfile.TemporaryDirectory() as folder, _quiet_converter():
-        tf.saved_model.save(tf.Module(), folder, signatures={"serving_default": named})
+        # Without custom gradients: inference needs none, and Keras' swish's would not save frozen.
+        tf.saved_model.save(tf.Module(), folder, signatures={"serving_default": named},
+                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize != "none":

@@ -1,8 +1,9 @@
-"""python -m kerasgen.bench train|decode|serve|race|scale: re-runnable speed measurements, side by side.
+"""python -m kerasgen.bench train|decode|serve|race|scale|images: re-runnable measurements, side by side.
 
 Timings on a shared machine are noisy, so each figure is a median over many
 executions, and comparisons are made inside one run, never across runs.
 """
+import dataclasses
 import json
 import os
 import statistics
@@ -264,6 +265,93 @@ def _scale(args, overrides):
     return rows
 
 
+def _image_spec(spec):
+    """'conv:num_classes=0,filters=32' → ('conv', {'num_classes': '0', 'filters': '32'})."""
+    name, _, settings = spec.partition(":")
+    pairs = [item.partition("=") for item in settings.split(",") if item]
+    if any(not eq for _, eq, _ in pairs):
+        raise UsageError(f"--models {spec}: expected NAME or NAME:key=value,key=value")
+    return name, {key: value for key, _, value in pairs}
+
+
+def image_step_ms(name, overrides, data, batch_size, steps=40):
+    """Median ms per training step of an image model on `data` (its labels used as training
+    uses them), at the model's own defaults for XLA and steps per execution."""
+    import keras
+
+    from kerasgen.image import FAMILY
+    from kerasgen.recipes import get_recipe
+
+    train, cls, kwargs = _build(name, overrides, 64)
+    train = dataclasses.replace(train, data=data, batch_size=batch_size,
+                                **{k: v for k, v in cls.train_defaults.items()
+                                   if k == "steps_per_execution"})
+    kwargs, prepared = FAMILY.training_data(cls, train, kwargs)
+    keras.utils.set_random_seed(0)
+    model = cls(**kwargs)
+    model(model.sample_inputs(1))
+    spe = train.steps_per_execution
+    model.compile_from_recipe(get_recipe(cls.train_defaults["recipe"]), 10 * steps,
+                              jit_compile=True, steps_per_execution=spe)
+    stamps = []
+    timer = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: stamps.append(time.perf_counter()))
+    model.fit(prepared.train, epochs=1, steps_per_epoch=2 * spe + steps, verbose=0, callbacks=[timer])
+    stamps = stamps[1:]
+    return statistics.median((b - a) * 1000 / spe for a, b in zip(stamps, stamps[1:]))
+
+
+def _images(args, overrides):
+    """Each image model trained for the same CPU time on the same data, then judged alike: the
+    steps of each run are its calibrated steps/s times the budget."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if args.minutes <= 0 or args.epochs < 1:
+        raise UsageError("expected --minutes > 0 and --epochs ≥ 1")
+    specs = [_image_spec(spec) for spec in args.models]
+    for name, settings in specs:  # every name and setting checked before anything trains
+        _build(name, {**overrides, **settings}, 64)
+    out = args.out or tempfile.mkdtemp(prefix="kerasgen-bench-images-")
+    os.makedirs(out, exist_ok=True)
+    rows = []
+    header = (f"{'model':28s} {'steps':>6s} {'train s':>8s} {'wall s':>7s} {'FD':>7s} {'conf':>6s} "
+              f"{'entropy':>8s} {'label':>6s}")
+    print(f"image models, {args.minutes:g} min of training steps each, {args.image_size}x"
+          f"{args.image_size}x{args.channels}, data: {args.data or 'digits'}\n{header}", flush=True)
+    for spec, (name, settings) in zip(args.models, specs):
+        flags = {**overrides, **settings, "image_size": str(args.image_size),
+                 "channels": str(args.channels)}
+        ms = image_step_ms(name, flags, args.data, args.batch_size)
+        per_epoch = max(20, int(args.minutes * 60_000 / ms / args.epochs) // 20 * 20)
+        run = os.path.join(out, spec.replace(":", "_").replace(",", "_").replace("=", "-"))
+        shutil.rmtree(run, ignore_errors=True)
+        command = [sys.executable, "-m", "kerasgen.train", f"--model={name}", f"--epochs={args.epochs}",
+                   f"--steps_per_epoch={per_epoch}", f"--batch_size={args.batch_size}",
+                   *(["--data", args.data] if args.data else []),
+                   *(f"--{k}={v}" for k, v in flags.items()), "--out", run]
+        started = time.perf_counter()
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - started
+        if done.returncode:
+            raise UsageError(f"{spec}: the training command failed: "
+                             f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+        with open(os.path.join(run, "summary.json")) as f:
+            summary = json.load(f)
+        label = summary.get("label_accuracy")
+        rows.append({"model": spec, "steps": per_epoch * args.epochs, "train_s": ms * per_epoch *
+                     args.epochs / 1000, "wall_s": wall, **{k: summary.get(k) for k in (
+                         "fid", "confidence", "class_entropy", "label_accuracy")}, "run": run})
+        print(f"{spec:28s} {per_epoch * args.epochs:6d} {rows[-1]['train_s']:8.0f} {wall:7.0f} "
+              f"{summary['fid']:7.2f} {summary['confidence']:6.1%} {summary['class_entropy']:8.2f} "
+              f"{'' if label is None else f'{label:.1%}':>6s}", flush=True)
+    print(f"runs (samples.png in each): {out}")
+    with open(os.path.join(out, "images.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    return rows
+
+
 @command("kerasgen.bench")
 def main(argv):
     p = Parser(
@@ -303,6 +391,19 @@ def main(argv):
     s.add_argument("--batch_size", type=int, help="the global batch (default: the model's)")
     s.add_argument("--epochs", type=int, default=3, help="the first one warms up, untimed")
     s.add_argument("--steps", type=int, default=100, help="training steps per epoch")
+    i = sub.add_parser("images", help="image models at equal training time: Fréchet distance, "
+                                      "confidence, class entropy, requested-class accuracy")
+    i.add_argument("--models", nargs="+",
+                   default=["dense", "conv:num_classes=0", "vae", "diffusion:num_classes=0", "conv",
+                            "diffusion"],
+                   help="NAME or NAME:key=value,… (num_classes=0: unconditional on labelled data)")
+    i.add_argument("--minutes", type=float, default=4.0, help="training-step time per model")
+    i.add_argument("--epochs", type=int, default=5, help="per run (each ends with a judged sample)")
+    i.add_argument("--image_size", type=int, default=28)
+    i.add_argument("--channels", type=int, default=1)
+    i.add_argument("--batch_size", type=int, default=64)
+    i.add_argument("--data", help="image data as the train CLI takes it (default: the embedded digits)")
+    i.add_argument("--out", metavar="DIR", help="where the runs go (default: a new temporary folder)")
     args, rest = p.parse_known_args(argv)
     overrides = {}
     for item in rest:
@@ -312,7 +413,7 @@ def main(argv):
         overrides[key] = value
     start_tensorflow()
     {"train": _train, "decode": _decode, "serve": _serve, "race": _race,
-     "scale": _scale}[args.what](args, overrides)
+     "scale": _scale, "images": _images}[args.what](args, overrides)
     return 0
 
 

@@ -58,6 +58,10 @@ RECIPES = {
     # GANs: DCGAN's Adam(2e-4, beta_1=0.5), no decay toward zero, a loose clip.
     "gan": Recipe(learning_rate=2e-4, warmup_fraction=0.0, min_lr_ratio=0.5, weight_decay=0.0,
                   clipnorm=10.0, beta_1=0.5, beta_2=0.999, patience=10),
+    # Diffusion: a higher rate and a slow decay suit the noise-prediction loss (keras-io DDIM,
+    # which also keeps weight decay small); the EMA of the weights smooths what is left.
+    "diffusion": Recipe(learning_rate=2e-3, warmup_fraction=0.02, min_lr_ratio=0.1, weight_decay=1e-4,
+                        clipnorm=1.0, beta_2=0.999, patience=10),
 }
 
 

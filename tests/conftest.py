@@ -49,7 +49,8 @@ def tiny_model(name, seed=0, **changes):
 def tiny_flags(name):
     """Command-line flags that train `name` at its tiny size."""
     return [f"--model={name}", *TINY_TRAIN] + [
-        f"--{k}={v}" for k, v in registry.get(name).tiny.items() if k not in ("vocab_size", "vocabulary")]
+        f"--{k}={v}" for k, v in registry.get(name).tiny.items()
+        if k not in ("vocab_size", "vocabulary", "num_classes")]  # the data's own
 
 
 def export_args(**changes):

@@ -22,7 +22,7 @@ RUN_TIMEOUT_S = 240
 # own masks, so a dropout run on two workers is not the one-worker run.
 MULTI = ["--epochs=2", "--steps_per_epoch=3", "--batch_size=4", "--steps_per_execution=1"]
 NO_DROPOUT = {"gru": ["--dropout=0"], "transformer": ["--dropout=0"], "conv": ["--d_dropout=0"],
-              "dense": ["--d_dropout=0"], "vae": []}
+              "dense": ["--d_dropout=0"], "vae": [], "diffusion": []}
 
 
 def _env(tmp_path, **extra):

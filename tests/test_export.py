@@ -144,9 +144,16 @@ def check_text(model, served, path):
 
 
 def check_image(model, served, path):
-    images = np.asarray(model.decode(np.ones((2, model.latent_dim), np.float32)))
+    labels = model.default_labels(2) if model.conditional else None
+    images = np.asarray(model.sample(np.ones((2, model.latent_dim), np.float32), labels, 0))
     assert np.max(np.abs(np.array(served["decode"]["images"]) - images * 255)) <= 1.0
     assert np.array(served["serving_default"]["images"]).shape == (2, *model.image_shape)
+    defaults = signature_defaults(path)["serving_default"]  # TF Serving fills them: only seed needed
+    expected = {name: default for name, (_, default, _, _) in model.sampling_controls.items()}
+    assert {k: v.item() for k, v in defaults.items()} == pytest.approx(
+        {**expected, **({"label": -1} if model.conditional else {})})
+    if model.conditional:  # label -1 (the default): any class, drawn as seed mod classes
+        assert served["serving_default"]["label"] == [s % model.num_classes for s in (1, 2)]
 
 
 # Per family: requests beyond the warmup ones, and what their answers must equal in process.
@@ -155,17 +162,20 @@ REQUESTS = {
                           "top_k": [0], "top_p": [0.9], "repetition_penalty": [1.2], "seed": [7]},
              "serving_default": {"prompt": ["abc"]},
              "logits": {"token_ids": [[1, 2, 3], [4, 5, 6]]}},
-    "image": {"serving_default": {"seed": [1, 2]}, "decode": {"latent": np.ones((2, 4))}},
 }
 CHECKS = {"text": check_text, "image": check_image}
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_every_signature_runs_without_kerasgen_or_keras_and_matches_in_process(name, tmp_path):
-    model = tiny_model(name, latent_dim=4) if name in IMAGE_MODELS else tiny_model(name)
+    model = tiny_model(name)
     serving = model.family.serving(model, export_args())
     path = export(model, tmp_path)
-    served = run_fresh(path, {**serving.warmup_inputs(), **REQUESTS.get(model.family.name, {})})
+    requests = {**serving.warmup_inputs(), **REQUESTS.get(model.family.name, {})}
+    if model.family.name == "image":  # every optional input as the warmup sends it, other rows
+        requests["serving_default"] = {**requests["serving_default"], "seed": [1, 2]}
+        requests["decode"] = {**requests["decode"], "latent": np.ones((2, model.latent_dim))}
+    served = run_fresh(path, requests)
     assert set(served) == set(serving.endpoints())
     for outputs in served.values():
         for value in outputs.values():
@@ -208,24 +218,48 @@ def test_text_litert_step_decoder_runs_on_stock_litert_and_matches_keras(name):
     np.testing.assert_allclose(out["logits"], logits, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", IMAGE_MODELS)
-def test_image_litert_generator_runs_on_stock_litert_and_matches_keras(name):
-    model = tiny_model(name)
-    data = tflite.convert(model.family.tflite_function(model))
+def _litert_and_tf(model, quantize="none"):
+    """(the image model's LiteRT outputs, its TensorFlow function's) on its calibration inputs."""
+    function = model.family.tflite_function(model)
+    inputs = model.family.calibration_inputs(model, None, 4)
+    data = tflite.convert(function, quantize, inputs if quantize == "int8" else None)
     _builtin_only(data)
-    latent = np.random.default_rng(0).normal(size=(1, model.latent_dim)).astype(np.float32)
-    out = tflite.run_signature(tflite.interpreter(data), latent=latent)
-    np.testing.assert_allclose(out["images"], model.decode(latent), atol=1e-4)
+    runner = tflite.interpreter(data)
+    lite = [tflite.run_signature(runner, **row) for row in inputs]
+    reference = [{k: v.numpy() for k, v in function(**{k: tf.constant(v) for k, v in row.items()}).items()}
+                 for row in inputs]
+    return lite, reference
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_image_litert_function_runs_on_stock_litert_and_matches_keras(name):
+    model = tiny_model(name)
+    lite, reference = _litert_and_tf(model)
+    for ours, theirs in zip(lite, reference):
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            np.testing.assert_allclose(ours[key], theirs[key], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+@pytest.mark.parametrize("quantize", ["dynamic", "float16"])
+def test_quantized_image_litert_stays_close_to_float(name, quantize):
+    """Within 5% of the float outputs' range (the tiny models' random weights are no easier)."""
+    lite, reference = _litert_and_tf(tiny_model(name), quantize)
+    for ours, theirs in zip(lite, reference):
+        for key in ours:
+            scale = np.ptp(theirs[key]) or 1.0
+            assert np.max(np.abs(ours[key] - theirs[key])) <= 0.05 * scale, key
 
 
 @pytest.mark.parametrize("name", [TEXT_MODELS[0], IMAGE_MODELS[0]])
 @pytest.mark.parametrize("quantize", ["dynamic", "float16", "int8"])
 def test_quantized_litert_loads_and_runs(name, quantize):
-    from kerasgen.image.serving import calibration_inputs as latents
     from kerasgen.text.serving import calibration_inputs as states
 
     model = tiny_model(name)
-    calibration = states(model, "abc defg habc") if name in TEXT_MODELS else latents(model, 16)
+    calibration = (states(model, "abc defg habc") if name in TEXT_MODELS
+                   else model.family.calibration_inputs(model, None, 16))
     data = tflite.convert(model.family.tflite_function(model), quantize,
                           calibration if quantize == "int8" else None)
     _builtin_only(data)

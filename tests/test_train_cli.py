@@ -108,6 +108,19 @@ def test_bench_scale_bad_input_is_one_line_and_exit_2(args, message, capsys):
     assert len(lines) == 1 and message in lines[0], lines
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--minutes=0"], "expected --minutes > 0"), (["--models", "conv:filters"], "NAME:key=value"),
+    (["--models", "gan"], "unknown model 'gan'"), (["--models", "conv:colour=1"], "unknown option --colour"),
+])
+def test_bench_images_bad_input_is_one_line_and_exit_2_before_training(args, message, tmp_path, capsys):
+    from kerasgen import bench
+
+    assert bench.main(["images", "--out", str(tmp_path / "runs"), *args]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "runs").exists()
+
+
 def test_race_reads_the_time_to_a_loss_off_the_curve_and_draws_even_one_point(tmp_path):
     from PIL import Image
 

@@ -55,7 +55,7 @@ class ConvVAE(ImageGenerator):
         stats = self.encoder(images)
         return stats[:, :self.latent_dim], stats[:, self.latent_dim:]
 
-    def decode(self, latent):
+    def decode(self, latent, labels=None):
         return ops.sigmoid(self.generator(latent))
 
     def call(self, images, training=False):

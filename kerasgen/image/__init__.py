@@ -1,4 +1,5 @@
-"""The image family: generators of images from noise (data, sample grids, quality scores, serving, LiteRT).
+"""The image family: generators of images from noise, or of a requested class (data, sample grids,
+quality scores, serving, LiteRT).
 
 Importing this package does not import TensorFlow; the methods import what they use.
 """
@@ -11,6 +12,9 @@ from kerasgen.family import Family, TrainingData, spread
 SAMPLES_PNG = "samples.png"  # in the run directory: a grid of 64 samples of the final model
 CLASSIFIER = "classifier.keras"  # in the run directory: the quality judge, when data has labels
 JUDGED_REAL_IMAGES = 2000  # real images whose classifier features the generated ones are compared with
+# `generate` flags passed to models that declare them in `sampling_controls` (a model without
+# one refuses it); listed here because the flags exist before any model is imported.
+SAMPLING_FLAGS = ("steps", "eta", "guidance")
 
 
 class ImageFamily(Family):
@@ -25,6 +29,15 @@ class ImageFamily(Family):
 
     def add_generate_arguments(self, group):
         group.add_argument("--out", metavar="FILE.png", help="where to write the grid of samples")
+        group.add_argument("--labels", metavar="7,7,3",
+                           help="conditional models: the class of each sample (default: every class "
+                                "in turn); sets --num_samples")
+        group.add_argument("--steps", type=int, help="diffusion: DDIM steps (default: 20)")
+        group.add_argument("--eta", type=float,
+                           help="diffusion: 0 = deterministic DDIM (default), 1 = DDPM's noise")
+        group.add_argument("--guidance", type=float,
+                           help="diffusion, conditional: classifier-free guidance scale (default: 2; "
+                                "1 = none)")
 
     # -- training ------------------------------------------------------------------------
     def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
@@ -34,7 +47,11 @@ class ImageFamily(Family):
 
         hyper = {**model_defaults(cls), **model_kwargs}
         images, labels = load_images(train.data, hyper["image_size"], hyper["channels"])
-        train_ds, val_ds = image_datasets(images, train.batch_size, train.seed, first_step)
+        if "num_classes" in hyper:
+            model_kwargs = {**model_kwargs, "num_classes": _num_classes(model_kwargs, labels, train)}
+        conditional = model_kwargs.get("num_classes", 0) > 0
+        train_ds, val_ds = image_datasets(images, train.batch_size, train.seed, first_step,
+                                          labels if conditional else None)
         judge = None
         if labels is not None:
             classifier, accuracy = metrics.train_classifier(images, labels, seed=train.seed)
@@ -64,13 +81,15 @@ class ImageFamily(Family):
             report.append(f"validation loss {summary['val_loss']:.4f} (final model)")
         if data.judge is not None:
             atomic_save_model(data.judge.classifier, run.join(CLASSIFIER))
-            scores = data.judge.score(np.asarray(model.generate(SCORED_SAMPLES, train.seed + 1)))
+            scores = judge_samples(model, data.judge, SCORED_SAMPLES, train.seed + 1)
             summary.update(scores)
             report.append(f"generated images (final model): Fréchet distance {scores['fid']:.3f}, "
                           f"classifier confidence {scores['confidence']:.1%}, class entropy "
-                          f"{scores['class_entropy']:.2f} of {scores['max_class_entropy']:.2f} bits")
+                          f"{scores['class_entropy']:.2f} of {scores['max_class_entropy']:.2f} bits"
+                          + (f", requested class drawn {scores['label_accuracy']:.1%}"
+                             if "label_accuracy" in scores else ""))
         path = run.join(SAMPLES_PNG)
-        save_png(path, image_grid(np.asarray(model.generate(64, train.seed))))
+        save_png(path, sample_grid(model, 64, train.seed))
         summary["samples"] = path
         report.append(f"samples: {path}")
         return summary, report
@@ -83,8 +102,14 @@ class ImageFamily(Family):
 
         if not args.out:
             raise UsageError("image models write a picture: give --out FILE.png")
-        images = np.asarray(model.generate(args.num_samples or self.generate_num_samples, args.seed))
-        save_png(args.out, image_grid(images))
+        labels = _parse_labels(args.labels)
+        count = args.num_samples or (len(labels) if labels is not None else self.generate_num_samples)
+        if labels is not None and len(labels) != count:
+            raise UsageError(f"--labels gives {len(labels)} classes for --num_samples={count}; "
+                             f"give one per sample (or leave --num_samples out)")
+        controls = {k: getattr(args, k) for k in SAMPLING_FLAGS if getattr(args, k) is not None}
+        images = np.asarray(model.generate(count, args.seed, labels, **controls))
+        save_png(args.out, image_grid(images, columns=_columns(model)))
         print(f"wrote {len(images)} samples to {args.out}")
 
     def evaluate(self, model, run, args):
@@ -99,8 +124,7 @@ class ImageFamily(Family):
         images, _ = load_images(run.train_config().data, model.image_size, model.channels)
         judge = ImageJudge(run.load_keras(path), images[:JUDGED_REAL_IMAGES])
         count = args.num_samples or self.evaluate_num_samples
-        per_seed = [judge.score(np.asarray(model.generate(count, args.seed + i)))
-                    for i in range(args.seeds)]
+        per_seed = [judge_samples(model, judge, count, args.seed + i) for i in range(args.seeds)]
         return {"num_samples": count, "samples": spread(per_seed)}
 
     def example_commands(self, run):
@@ -118,14 +142,59 @@ class ImageFamily(Family):
         return {"instances": [{"seed": 1}]}
 
     def tflite_function(self, model):
-        from kerasgen.image.serving import generator_function
-
-        return generator_function(model)
+        return model.litert_function()
 
     def calibration_inputs(self, model, run, count=64):
-        from kerasgen.image.serving import calibration_inputs
+        return model.litert_calibration(count)
 
-        return calibration_inputs(model, count)
+
+def _num_classes(model_kwargs, labels, train):
+    """A conditional-capable model's classes: the data's, unless set (by --num_classes, or by the
+    run being fine-tuned or resumed), which the labels must then fit."""
+    from kerasgen.errors import DataError
+
+    wanted = model_kwargs.get("num_classes")
+    if wanted is None:
+        return 0 if labels is None else int(labels.max()) + 1
+    if wanted > 0 and labels is None:
+        raise DataError(f"a model with num_classes={wanted} trains on labelled images, and "
+                        f"{train.data or 'the data'} has no labels (--num_classes=0: unconditional)")
+    if wanted > 0 and labels.max() >= wanted:
+        raise DataError(f"the data's labels go up to {labels.max()}, beyond the model's "
+                        f"num_classes={wanted}")
+    return wanted
+
+
+def _parse_labels(text):
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--labels={text}: expected class numbers separated by commas, e.g. 7,7,3") from None
+
+
+def _columns(model):
+    """Grid columns: one per class for conditional models (each column one class), else 8."""
+    return model.num_classes if 0 < model.num_classes <= 16 else 8
+
+
+def sample_grid(model, count, seed):
+    """A uint8 grid picture of `count` samples (conditional: every class in turn, one per column)."""
+    import numpy as np
+
+    from kerasgen.image.data import image_grid
+
+    return image_grid(np.asarray(model.generate(count, seed)), columns=_columns(model))
+
+
+def judge_samples(model, judge, count, seed):
+    """The judge's scores of `count` samples; for a conditional model, of every class in turn, with
+    the share the classifier assigns to the requested class (`label_accuracy`)."""
+    import numpy as np
+
+    labels = np.asarray(model.default_labels(count)) if model.conditional else None
+    return judge.score(np.asarray(model.generate(count, seed)), labels)
 
 
 FAMILY = ImageFamily()

@@ -11,7 +11,7 @@ SCORED_SAMPLES = 500  # per epoch: enough for a stable Fréchet distance over 64
 class ImageLogger(keras.callbacks.Callback):
     """Each epoch: a fixed-seed sample grid (and reconstructions, for models that encode) in
     TensorBoard's Images tab, and the judge's scores put into `logs` as val_fid,
-    val_class_entropy and val_confidence, so the TensorBoard callback plots them and
+    val_class_entropy, val_confidence (and val_label_accuracy, for conditional models), so the TensorBoard callback plots them and
     checkpoints and early stopping can watch them (place this callback before those).
     """
 
@@ -24,9 +24,11 @@ class ImageLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        samples = np.asarray(self.model.generate(self.num_images, self.seed))
+        from kerasgen.image import judge_samples, sample_grid
+
         with self._writer.as_default():
-            tf.summary.image("samples", image_grid(samples)[None], step=epoch)
+            tf.summary.image("samples", sample_grid(self.model, self.num_images, self.seed)[None],
+                             step=epoch)
             if self.real_images is not None and self.model.reconstructs:
                 originals = self.real_images[:32]
                 pairs = np.concatenate([originals, np.asarray(self.model(originals))])
@@ -34,5 +36,6 @@ class ImageLogger(keras.callbacks.Callback):
                                  image_grid(pairs)[None], step=epoch)
         self._writer.flush()
         if self.judge is not None and logs is not None:
-            scores = self.judge.score(np.asarray(self.model.generate(SCORED_SAMPLES, self.seed + 1)))
-            logs.update({f"val_{name}": scores[name] for name in ("fid", "class_entropy", "confidence")})
+            scores = judge_samples(self.model, self.judge, SCORED_SAMPLES, self.seed + 1)
+            logs.update({f"val_{name}": scores[name] for name in ("fid", "class_entropy", "confidence",
+                                                                   "label_accuracy") if name in scores})

@@ -151,19 +151,24 @@ def shuffled_batches(count, batch_size, seed, first_step=0):
             .batch(batch_size, drop_remainder=True))
 
 
-def image_datasets(images, batch_size, seed, first_step=0):
-    """(train, validation) datasets of image batches: a shuffled 90/10 split, train repeated
-    (reshuffled each pass) and started at batch `first_step`."""
+def image_datasets(images, batch_size, seed, first_step=0, labels=None):
+    """(train, validation) datasets of image batches (of (images, labels) batches when labels are
+    given): a shuffled 90/10 split, train repeated (reshuffled each pass) and started at batch
+    `first_step`."""
     order = np.random.default_rng(seed).permutation(len(images))
     cut = max(1, int(len(images) * 0.9))
     if cut >= len(images) or cut < batch_size:
         raise DataError(f"{len(images)} images are too few for a 90/10 train/validation split "
                         f"with batches of {batch_size}")
-    train_images = tf.constant(images[order[:cut]])
+    columns = (images,) if labels is None else (images, labels)
+    train_columns = tuple(tf.constant(column[order[:cut]]) for column in columns)
     train = (shuffled_batches(cut, batch_size, seed, first_step)
-             .map(lambda i: tf.gather(train_images, i), num_parallel_calls=tf.data.AUTOTUNE)
+             .map(lambda i: tuple(tf.gather(c, i) for c in train_columns) if labels is not None
+                  else tf.gather(train_columns[0], i), num_parallel_calls=tf.data.AUTOTUNE)
              .prefetch(tf.data.AUTOTUNE))
-    val = tf.data.Dataset.from_tensor_slices(images[order[cut:]]).batch(batch_size).cache()
+    held_out = tuple(column[order[cut:]] for column in columns)
+    val = tf.data.Dataset.from_tensor_slices(held_out if labels is not None else held_out[0])
+    val = val.batch(batch_size).cache()
     return train, val
 
 

@@ -77,13 +77,17 @@ class ImageJudge:
         features, logits = self._features.predict(np.asarray(images), batch_size=256, verbose=0)
         return features, logits
 
-    def score(self, images):
-        """{'fid', 'class_entropy' (bits; log2 of classes = uniform), 'confidence'}."""
+    def score(self, images, labels=None):
+        """{'fid', 'class_entropy' (bits; log2 of classes = uniform), 'confidence'}, and with the
+        classes the images were drawn for, 'label_accuracy': the share classified as those."""
         features, logits = self.features(images)
         probs = tf.nn.softmax(logits).numpy()
         histogram = np.bincount(probs.argmax(1), minlength=self.num_classes) / len(probs)
         nonzero = histogram[histogram > 0]
-        return {"fid": frechet_distance(self.real_features, features),
-                "class_entropy": float(max(0.0, -(nonzero * np.log2(nonzero)).sum())),
-                "max_class_entropy": math.log2(self.num_classes),
-                "confidence": float(probs.max(1).mean())}
+        scores = {"fid": frechet_distance(self.real_features, features),
+                  "class_entropy": float(max(0.0, -(nonzero * np.log2(nonzero)).sum())),
+                  "max_class_entropy": math.log2(self.num_classes),
+                  "confidence": float(probs.max(1).mean())}
+        if labels is not None:
+            scores["label_accuracy"] = float(np.mean(probs.argmax(1) == np.asarray(labels)))
+        return scores

@@ -1,65 +1,213 @@
-"""What an image model exports: sampling by seed and decoding given latents (SavedModel), and its
-generator/decoder (LiteRT)."""
+"""What an image model exports: sampling by seed and decoding given latents (SavedModel), and what
+LiteRT runs (a GAN's generator, a VAE's decoder, a diffusion model's denoiser).
+
+Signatures: `serving_default` (seed per row → uint8 images, their latents and
+classes) and `decode` (latents → uint8 images). A conditional model's
+signatures take an optional `label` per row (−1, the default: any class,
+chosen as seed mod classes, or row mod classes for `decode`); a model's
+sampling controls (a diffusion model's steps, eta, guidance) are optional
+inputs read from their first row. Every input is checked in the graph before
+any work: rows, classes and controls beyond the export's limits fail with
+INVALID_ARGUMENT.
+"""
+import inspect
+
 import numpy as np
 import tensorflow as tf
+
+ANY_CLASS = -1
 
 
 def _pixels(images):
     return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
 
 
+def _function(body, names, defaults):
+    """A function with parameters `names` (those in `defaults` optional) that calls body(**inputs):
+    tf.function reads the parameters, and their defaults become the SignatureDef's `defaults`,
+    which TF Serving fills in for inputs a request leaves out."""
+    signature = inspect.Signature([
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                          default=defaults.get(name, inspect.Parameter.empty)) for name in names])
+
+    def function(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return body(**bound.arguments)
+
+    function.__signature__ = signature
+    return function
+
+
 class ImageServing:
-    """`serving_default`: seed (one image per row) → uint8 images and their latents;
-    `decode`: latents → uint8 images. Requests of more than `max_batch` rows fail with
-    INVALID_ARGUMENT."""
+    """The graph functions of an image model's signatures; sampling is the model's own `sample`."""
 
     def __init__(self, model, max_batch=64):
         self.model = model
-        self.limits = {"max_batch": max_batch}
+        self.controls = model.sampling_controls
+        self.limits = {"max_batch": max_batch,
+                       **{name: f"{low}..{high}" for name, (_, _, low, high) in self.controls.items()}}
         self.server_flags = []
 
-    def _bounded(self, rows, value):
-        check = tf.debugging.assert_less_equal(rows, self.limits["max_batch"],
-                                               f"at most {self.limits['max_batch']} rows per request")
-        with tf.control_dependencies([check]):
-            return tf.identity(value)
+    def _optional_inputs(self):
+        """{name: (TensorSpec, default)} of the inputs a request may leave out."""
+        inputs = {}
+        if self.model.conditional:
+            inputs["label"] = (tf.TensorSpec([None], tf.int32, name="label"), [ANY_CLASS])
+        for name, (dtype, default, _, _) in self.controls.items():
+            inputs[name] = (tf.TensorSpec([None], dtype, name=name), [default])
+        return inputs
+
+    def _checked(self, rows, label, controls):
+        """(labels per row or None, controls' first rows), once every limit holds."""
+        model, limit = self.model, self.limits["max_batch"]
+        checks = [tf.debugging.assert_positive(rows, "at least one row per request"),
+                  tf.debugging.assert_less_equal(rows, limit, f"at most {limit} rows per request")]
+        checks += [tf.debugging.assert_positive(tf.size(v), f"{k} must hold at least one row")
+                   for k, v in controls.items()]
+        if label is not None:
+            checks += [
+                tf.debugging.assert_equal(tf.logical_or(tf.size(label) == 1, tf.size(label) == rows),
+                                          True, "label must hold one row, or one per row"),
+                tf.debugging.assert_greater_equal(label, ANY_CLASS, "label must be ≥ -1 (-1: any class)"),
+                tf.debugging.assert_less(label, model.num_classes,
+                                         f"label must be < {model.num_classes} (the model's classes)")]
+        with tf.control_dependencies(checks):
+            first = {k: tf.identity(v[0]) for k, v in controls.items()}
+            label = None if label is None else tf.broadcast_to(tf.identity(label), [rows])
+        checks = []
+        for name, value in first.items():
+            _, _, low, high = self.controls[name]
+            checks += [tf.debugging.assert_greater_equal(value, tf.cast(low, value.dtype),
+                                                         f"{name} must be in [{low}, {high}]"),
+                       tf.debugging.assert_less_equal(value, tf.cast(high, value.dtype),
+                                                      f"{name} must be in [{low}, {high}]")]
+        with tf.control_dependencies(checks):
+            return label, {k: tf.identity(v) for k, v in first.items()}
 
     def latents(self, seed):
+        """One latent per row, drawn from that row's seed alone."""
         return tf.map_fn(lambda s: tf.random.stateless_normal([self.model.latent_dim], tf.stack([s, 0])),
                          seed, fn_output_signature=tf.float32)
 
+    def _classes(self, label, fallback):
+        """Labels with -1 (any class) replaced by `fallback` mod classes."""
+        if label is None:
+            return None
+        return tf.where(label == ANY_CLASS, tf.math.floormod(fallback, self.model.num_classes), label)
+
     def endpoints(self):
-        def sample(seed):
-            latent = self.latents(self._bounded(tf.size(seed), seed))
-            return {"images": _pixels(self.model.decode(latent)), "latent": latent}
+        optional = self._optional_inputs()
+        defaults = {name: tf.constant(default, spec.dtype) for name, (spec, default) in optional.items()}
 
-        def decode(latent):
-            latent = self._bounded(tf.shape(latent)[0], latent)
+        def sample(seed, label=None, **controls):
+            label, controls = self._checked(tf.size(seed), label, controls)
+            latent = self.latents(seed)
+            classes = self._classes(label, seed)
+            outputs = {"images": _pixels(self.model.sample(latent, classes, seed[0], **controls)),
+                       "latent": latent}
+            return outputs if classes is None else {**outputs, "label": classes}
+
+        def decode(latent, label=None, **controls):
+            rows = tf.shape(latent)[0]
+            label, controls = self._checked(rows, label, controls)
             checked = tf.debugging.assert_all_finite(latent, "latent must be finite")
-            return {"images": _pixels(self.model.decode(checked))}
+            classes = self._classes(label, tf.range(rows))
+            return {"images": _pixels(self.model.sample(checked, classes, 0, **controls))}
 
-        return {"serving_default": (sample, [tf.TensorSpec([None], tf.int32, name="seed")]),
-                "decode": (decode, [tf.TensorSpec([None, self.model.latent_dim], tf.float32,
-                                                  name="latent")])}
+        specs = [spec for spec, _ in optional.values()]
+        names = list(optional)
+        return {
+            "serving_default": (_function(sample, ["seed", *names], defaults),
+                                [tf.TensorSpec([None], tf.int32, name="seed"), *specs]),
+            "decode": (_function(decode, ["latent", *names], defaults),
+                       [tf.TensorSpec([None, self.model.latent_dim], tf.float32, name="latent"), *specs]),
+        }
 
     def trackables(self):
         return []
 
     def warmup_inputs(self):
-        return {"serving_default": {"seed": np.array([0, 1], np.int32)},
-                "decode": {"latent": np.zeros((1, self.model.latent_dim), np.float32)}}
+        optional = {name: np.array(default, spec.dtype.as_numpy_dtype)
+                    for name, (spec, default) in self._optional_inputs().items()}
+        return {"serving_default": {"seed": np.array([0, 1], np.int32), **optional},
+                "decode": {"latent": np.zeros((1, self.model.latent_dim), np.float32), **optional}}
 
 
 def generator_function(model):
-    """latent (1, latent_dim) → images in [0, 1]: what LiteRT runs."""
-    @tf.function(input_signature=[tf.TensorSpec([1, model.latent_dim], tf.float32, name="latent")])
-    def decode(latent):
-        return {"images": model.decode(latent)}
+    """latent (1, latent_dim) [, label (1,)] → images in [0, 1]: what LiteRT runs for models that
+    sample in one pass."""
+    specs = [tf.TensorSpec([1, model.latent_dim], tf.float32, name="latent")]
+    if model.conditional:
+        specs.append(tf.TensorSpec([1], tf.int32, name="label"))
+
+    @tf.function(input_signature=specs)
+    def decode(*latent_and_label):
+        return {"images": model.decode(*latent_and_label)}
 
     return decode.get_concrete_function()
 
 
 def calibration_inputs(model, count=64, seed=0):
-    """Representative latents for int8: draws from the prior the generator was trained on."""
-    latents = np.random.default_rng(seed).normal(size=(count, model.latent_dim)).astype("float32")
-    return [{"latent": z[None]} for z in latents]
+    """Representative inputs for int8: latents from the prior the generator was trained on."""
+    rng = np.random.default_rng(seed)
+    latents = rng.normal(size=(count, model.latent_dim)).astype("float32")
+    labels = [{"label": np.array([i % model.num_classes], np.int32)} if model.conditional else {}
+              for i in range(count)]
+    return [{"latent": z[None], **label} for z, label in zip(latents, labels)]
+
+
+def denoiser_function(model):
+    """A diffusion model's noise predictor at batch 1: noisy image (1, H, W, C) and its noise
+    variance (1,) [, label (1,), the null class num_classes for none] → predicted noise. The
+    sampling loop stays outside, as in `litert_sample`."""
+    specs = [tf.TensorSpec([1, *model.image_shape], tf.float32, name="noisy_images"),
+             tf.TensorSpec([1], tf.float32, name="noise_variance")]
+    if model.conditional:
+        specs.append(tf.TensorSpec([1], tf.int32, name="label"))
+
+    @tf.function(input_signature=specs)
+    def denoise(*inputs):
+        return {"noise": model.ema_network(list(inputs), training=False)}
+
+    return denoise.get_concrete_function()
+
+
+def denoiser_calibration(model, count=64, seed=0):
+    """Representative denoiser inputs: noise at diffusion times spread over the whole schedule."""
+    from kerasgen.zoo.diffusion import diffusion_rates
+
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for i in range(count):
+        noise_rate, _ = diffusion_rates(np.float32((i + 0.5) / count))
+        row = {"noisy_images": rng.normal(size=(1, *model.image_shape)).astype("float32"),
+               "noise_variance": np.array([float(noise_rate) ** 2], np.float32)}
+        if model.conditional:
+            row["label"] = np.array([i % (model.num_classes + 1)], np.int32)
+        inputs.append(row)
+    return inputs
+
+
+def litert_sample(runner, model, latent, label=None, steps=20, guidance=2.0):
+    """Deterministic DDIM (eta = 0) by looping the LiteRT denoiser, as a mobile app would: the
+    reference use of a diffusion model's .tflite. latent: the starting noise (latent_dim,)."""
+    from kerasgen.zoo.diffusion import ddim_update, diffusion_rates
+
+    denoise = runner.get_signature_runner()
+    x = np.asarray(latent, np.float32).reshape(1, *model.image_shape)
+    clean = x
+    for i in range(steps):
+        t, t_next = 1.0 - i / steps, 1.0 - (i + 1) / steps
+        variance = np.array([float(diffusion_rates(np.float32(t))[0]) ** 2], np.float32)
+        if label is None:
+            extra = {"label": np.array([model.num_classes], np.int32)} if model.conditional else {}
+            noise = denoise(noisy_images=x, noise_variance=variance, **extra)["noise"]
+        else:
+            conditioned, unconditioned = (
+                denoise(noisy_images=x, noise_variance=variance, label=np.array([c], np.int32))["noise"]
+                for c in (label, model.num_classes))
+            noise = unconditioned + guidance * (conditioned - unconditioned)
+        x, clean = (np.asarray(v) for v in ddim_update(x, noise, np.float32(t), np.float32(t_next),
+                                                       0.0, np.zeros_like(x)))
+    return (clean[0] + 1.0) / 2.0
