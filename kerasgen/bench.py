@@ -316,19 +316,20 @@ def _images(args, overrides):
     out = args.out or tempfile.mkdtemp(prefix="kerasgen-bench-images-")
     os.makedirs(out, exist_ok=True)
     rows = []
-    header = (f"{'model':28s} {'steps':>6s} {'train s':>8s} {'wall s':>7s} {'FD':>7s} {'conf':>6s} "
+    header = (f"{'model':28s} {'batch':>5s} {'steps':>6s} {'train s':>8s} {'wall s':>7s} {'FD':>7s} {'conf':>6s} "
               f"{'entropy':>8s} {'label':>6s}")
     print(f"image models, {args.minutes:g} min of training steps each, {args.image_size}x"
           f"{args.image_size}x{args.channels}, data: {args.data or 'digits'}\n{header}", flush=True)
     for spec, (name, settings) in zip(args.models, specs):
         flags = {**overrides, **settings, "image_size": str(args.image_size),
                  "channels": str(args.channels)}
-        ms = image_step_ms(name, flags, args.data, args.batch_size)
+        batch_size = args.batch_size or _build(name, flags, 64)[1].train_defaults["batch_size"]
+        ms = image_step_ms(name, flags, args.data, batch_size)
         per_epoch = max(20, int(args.minutes * 60_000 / ms / args.epochs) // 20 * 20)
         run = os.path.join(out, spec.replace(":", "_").replace(",", "_").replace("=", "-"))
         shutil.rmtree(run, ignore_errors=True)
         command = [sys.executable, "-m", "kerasgen.train", f"--model={name}", f"--epochs={args.epochs}",
-                   f"--steps_per_epoch={per_epoch}", f"--batch_size={args.batch_size}",
+                   f"--steps_per_epoch={per_epoch}", f"--batch_size={batch_size}",
                    *(["--data", args.data] if args.data else []),
                    *(f"--{k}={v}" for k, v in flags.items()), "--out", run]
         started = time.perf_counter()
@@ -340,10 +341,10 @@ def _images(args, overrides):
         with open(os.path.join(run, "summary.json")) as f:
             summary = json.load(f)
         label = summary.get("label_accuracy")
-        rows.append({"model": spec, "steps": per_epoch * args.epochs, "train_s": ms * per_epoch *
+        rows.append({"model": spec, "batch_size": batch_size, "steps": per_epoch * args.epochs, "train_s": ms * per_epoch *
                      args.epochs / 1000, "wall_s": wall, **{k: summary.get(k) for k in (
                          "fid", "confidence", "class_entropy", "label_accuracy")}, "run": run})
-        print(f"{spec:28s} {per_epoch * args.epochs:6d} {rows[-1]['train_s']:8.0f} {wall:7.0f} "
+        print(f"{spec:28s} {batch_size:5d} {per_epoch * args.epochs:6d} {rows[-1]['train_s']:8.0f} {wall:7.0f} "
               f"{summary['fid']:7.2f} {summary['confidence']:6.1%} {summary['class_entropy']:8.2f} "
               f"{'' if label is None else f'{label:.1%}':>6s}", flush=True)
     print(f"runs (samples.png in each): {out}")
@@ -401,7 +402,7 @@ def main(argv):
     i.add_argument("--epochs", type=int, default=5, help="per run (each ends with a judged sample)")
     i.add_argument("--image_size", type=int, default=28)
     i.add_argument("--channels", type=int, default=1)
-    i.add_argument("--batch_size", type=int, default=64)
+    i.add_argument("--batch_size", type=int, help="(default: each model's own)")
     i.add_argument("--data", help="image data as the train CLI takes it (default: the embedded digits)")
     i.add_argument("--out", metavar="DIR", help="where the runs go (default: a new temporary folder)")
     args, rest = p.parse_known_args(argv)

@@ -54,7 +54,7 @@ class DCGAN(GAN):
         if not self.num_classes:
             return network
         inputs, labels = keras.Input(input_shape), keras.Input((), dtype="int32")
-        embedded = self.label_embedding(label_size)(labels)
+        embedded = keras.layers.Embedding(self.num_classes, label_size, name="label_embedding")(labels)
         if label_shape:
             embedded = keras.layers.Reshape(label_shape)(embedded)
         return keras.Model([inputs, labels], network(keras.layers.Concatenate()([inputs, embedded])),

@@ -36,7 +36,7 @@ class ImageFamily(Family):
         group.add_argument("--eta", type=float,
                            help="diffusion: 0 = deterministic DDIM (default), 1 = DDPM's noise")
         group.add_argument("--guidance", type=float,
-                           help="diffusion, conditional: classifier-free guidance scale (default: 2; "
+                           help="diffusion, conditional: classifier-free guidance scale (default: 1.5; "
                                 "1 = none)")
 
     # -- training ------------------------------------------------------------------------

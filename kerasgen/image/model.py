@@ -126,11 +126,6 @@ class ImageGenerator(GenerativeModel):
         """A training batch → (images, labels or None)."""
         return tuple(batch) if self.conditional else (batch, None)
 
-    def label_embedding(self, size, extra_rows=0):
-        """A conditional network's label input, embedded in `size` numbers (a null class in
-        `extra_rows`, for classifier-free guidance)."""
-        return keras.layers.Embedding(self.num_classes + extra_rows, size, name="label_embedding")
-
     def litert_function(self):
         """The concrete function that becomes the .tflite file (see kerasgen.image.serving)."""
         from kerasgen.image.serving import generator_function

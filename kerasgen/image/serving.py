@@ -189,11 +189,14 @@ def denoiser_calibration(model, count=64, seed=0):
     return inputs
 
 
-def litert_sample(runner, model, latent, label=None, steps=20, guidance=2.0):
+def litert_sample(runner, model, latent, label=None, steps=20, guidance=None):
     """Deterministic DDIM (eta = 0) by looping the LiteRT denoiser, as a mobile app would: the
-    reference use of a diffusion model's .tflite. latent: the starting noise (latent_dim,)."""
+    reference use of a diffusion model's .tflite. latent: the starting noise (latent_dim,);
+    guidance: the model's default when None."""
     from kerasgen.zoo.diffusion import ddim_update, diffusion_rates
 
+    if guidance is None:
+        guidance = model.sampling_controls["guidance"][1]
     denoise = runner.get_signature_runner()
     x = np.asarray(latent, np.float32).reshape(1, *model.image_shape)
     clean = x
