@@ -100,7 +100,7 @@ class DiffusionModel(ImageGenerator):
     (latent_dim = H·W·C): with eta = 0, sampling is a fixed map from it.
 
     Args:
-        filters: channels at full resolution (doubled below it).
+        filters: channels at full resolution (doubled at each lower one, up to 4×).
         levels: resolutions (image_size must divide by 2^(levels − 1)).
         blocks: residual blocks per resolution on each side.
         attention: self-attention at the lowest resolution.
