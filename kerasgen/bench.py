@@ -50,14 +50,21 @@ def train_step_ms(name, overrides, batch_size, seq_len, steps, steps_per_executi
     model(model.sample_inputs(1, seq_len))
     model.compile_from_recipe(get_recipe(cls.train_defaults["recipe"]), 10 * steps,
                               jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    return _median_step_ms(model, ds, steps, steps_per_execution), model.count_params()
+
+
+def _median_step_ms(model, ds, steps, steps_per_execution):
+    """Median ms per training step of a compiled model over `steps` steps of `ds`, after two
+    untimed executions (the first traces and compiles)."""
+    import keras
+
     stamps = []  # the end of each compiled execution (`steps_per_execution` steps)
     timer = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: stamps.append(time.perf_counter()))
-    warmup = 2 * steps_per_execution  # the first execution traces and compiles
+    warmup = 2 * steps_per_execution
     model.fit(ds, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[timer])
     stamps = stamps[warmup // steps_per_execution - 1:]
-    per_step = [(b - a) * 1000 / steps_per_execution for a, b in zip(stamps, stamps[1:])]
-    return statistics.median(per_step), model.count_params()
+    return statistics.median((b - a) * 1000 / steps_per_execution for a, b in zip(stamps, stamps[1:]))
 
 
 def _train(args, overrides):
@@ -290,15 +297,9 @@ def image_step_ms(name, overrides, data, batch_size, steps=40):
     keras.utils.set_random_seed(0)
     model = cls(**kwargs)
     model(model.sample_inputs(1))
-    spe = train.steps_per_execution
     model.compile_from_recipe(get_recipe(cls.train_defaults["recipe"]), 10 * steps,
-                              jit_compile=True, steps_per_execution=spe)
-    stamps = []
-    timer = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: stamps.append(time.perf_counter()))
-    model.fit(prepared.train, epochs=1, steps_per_epoch=2 * spe + steps, verbose=0, callbacks=[timer])
-    stamps = stamps[1:]
-    return statistics.median((b - a) * 1000 / spe for a, b in zip(stamps, stamps[1:]))
+                              jit_compile=True, steps_per_execution=train.steps_per_execution)
+    return _median_step_ms(model, prepared.train, steps, train.steps_per_execution)
 
 
 def _images(args, overrides):

@@ -116,7 +116,6 @@ class DiffusionModel(ImageGenerator):
 
     def __init__(self, image_size=16, channels=1, filters=16, levels=3, blocks=1, attention=True,
                  ema=0.995, label_dropout=0.1, num_classes=0, **kwargs):
-        kwargs.pop("latent_dim", None)  # always the noise image's size
         super().__init__(image_size=image_size, channels=channels,
                          latent_dim=image_size * image_size * channels, **kwargs)
         if image_size % 2 ** (levels - 1) or levels < 1:
