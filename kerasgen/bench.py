@@ -1,4 +1,5 @@
-"""python -m kerasgen.bench train|decode|serve|race|scale|images: re-runnable measurements, side by side.
+"""python -m kerasgen.bench train|decode|serve|race|scale|images|tokenizers: re-runnable
+measurements, side by side.
 
 Timings on a shared machine are noisy, so each figure is a median over many
 executions, and comparisons are made inside one run, never across runs.
@@ -37,7 +38,8 @@ def train_step_ms(name, overrides, batch_size, seq_len, steps, steps_per_executi
     import tensorflow as tf
 
     from kerasgen.recipes import get_recipe
-    from kerasgen.text.data import CharVocab, load_text, text_datasets
+    from kerasgen.text.data import load_text, text_datasets
+    from kerasgen.text.tokenizer import CharVocab
 
     train, cls, kwargs = _build(name, overrides, seq_len)
     text = load_text(None)
@@ -98,7 +100,8 @@ def _decode(args, overrides):
     import keras
     import numpy as np
 
-    from kerasgen.text.data import CharVocab, load_text
+    from kerasgen.text.data import load_text
+    from kerasgen.text.tokenizer import CharVocab
     from kerasgen.text.decoding import generate_ids, generate_uncached
     from kerasgen.text.sampling import Sampling
 
@@ -133,7 +136,6 @@ def _serve(args, overrides):
     from kerasgen.export import tflite
     from kerasgen.export.saved_model import export_saved_model
     from kerasgen.rundir import RunDir
-    from kerasgen.text.data import CharVocab
     from kerasgen.text.decoding import generate
     from kerasgen.text.sampling import Sampling
     from kerasgen.text.serving import TextServing, tflite_generate
@@ -155,8 +157,7 @@ def _serve(args, overrides):
             served_rates[xla] = _tokens_per_second(lambda: signature(**inputs)["text"].numpy(), n)
     runner = tflite.interpreter(tflite.convert(model.family.tflite_function(model)))
     steps = min(n, model.context_length or n)
-    prompt = CharVocab(model.vocabulary).encode("\n")
-    lite_rate = _tokens_per_second(lambda: tflite_generate(runner, model, prompt, steps), steps)
+    lite_rate = _tokens_per_second(lambda: tflite_generate(runner, model, "\n", steps), steps)
     print(f"{name}: {n} new tokens at batch 1")
     print(f"  in-process Keras decode (XLA loop)               {keras_rate:9.0f} tokens/s  {1000 / keras_rate:7.3f} ms/token")
     for xla, label in ((False, "graph, stock TF Serving"), (True, "export --xla")):
@@ -281,19 +282,19 @@ def _image_spec(spec):
     return name, {key: value for key, _, value in pairs}
 
 
-def image_step_ms(name, overrides, data, batch_size, steps=40):
-    """Median ms per training step of an image model on `data` (its labels used as training
-    uses them), at the model's own defaults for XLA and steps per execution."""
+def family_step_ms(name, overrides, data, batch_size, steps=40):
+    """Median ms per training step of a model on `data` as its family prepares it (a text
+    model's tokenizer, an image model's labels), at the model's own defaults for XLA and
+    steps per execution."""
     import keras
 
-    from kerasgen.image import FAMILY
     from kerasgen.recipes import get_recipe
 
     train, cls, kwargs = _build(name, overrides, 64)
     train = dataclasses.replace(train, data=data, batch_size=batch_size,
                                 **{k: v for k, v in cls.train_defaults.items()
                                    if k == "steps_per_execution"})
-    kwargs, prepared = FAMILY.training_data(cls, train, kwargs)
+    kwargs, prepared = cls.family.training_data(cls, train, kwargs)
     keras.utils.set_random_seed(0)
     model = cls(**kwargs)
     model(model.sample_inputs(1))
@@ -302,11 +303,29 @@ def image_step_ms(name, overrides, data, batch_size, steps=40):
     return _median_step_ms(model, prepared.train, steps, train.steps_per_execution)
 
 
+def _train_for(minutes, epochs, ms_per_step, command, run):
+    """Runs the train CLI `command` for `minutes` of calibrated training steps into `run`;
+    returns (steps per epoch, wall seconds, summary.json)."""
+    import shutil
+    import subprocess
+
+    per_epoch = max(20, int(minutes * 60_000 / ms_per_step / epochs) // 20 * 20)
+    shutil.rmtree(run, ignore_errors=True)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "kerasgen.train", f"--epochs={epochs}",
+                           f"--steps_per_epoch={per_epoch}", *command, "--out", run],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode:
+        raise UsageError(f"the training command failed: "
+                         f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    with open(os.path.join(run, "summary.json")) as f:
+        return per_epoch, wall, json.load(f)
+
+
 def _images(args, overrides):
     """Each image model trained for the same CPU time on the same data, then judged alike: the
     steps of each run are its calibrated steps/s times the budget."""
-    import shutil
-    import subprocess
     import tempfile
 
     if args.minutes <= 0 or args.epochs < 1:
@@ -325,22 +344,12 @@ def _images(args, overrides):
         flags = {**overrides, **settings, "image_size": str(args.image_size),
                  "channels": str(args.channels)}
         batch_size = args.batch_size or _build(name, flags, 64)[1].train_defaults["batch_size"]
-        ms = image_step_ms(name, flags, args.data, batch_size)
-        per_epoch = max(20, int(args.minutes * 60_000 / ms / args.epochs) // 20 * 20)
+        ms = family_step_ms(name, flags, args.data, batch_size)
         run = os.path.join(out, spec.replace(":", "_").replace(",", "_").replace("=", "-"))
-        shutil.rmtree(run, ignore_errors=True)
-        command = [sys.executable, "-m", "kerasgen.train", f"--model={name}", f"--epochs={args.epochs}",
-                   f"--steps_per_epoch={per_epoch}", f"--batch_size={batch_size}",
+        command = [f"--model={name}", f"--batch_size={batch_size}",
                    *(["--data", args.data] if args.data else []),
-                   *(f"--{k}={v}" for k, v in flags.items()), "--out", run]
-        started = time.perf_counter()
-        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        wall = time.perf_counter() - started
-        if done.returncode:
-            raise UsageError(f"{spec}: the training command failed: "
-                             f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
-        with open(os.path.join(run, "summary.json")) as f:
-            summary = json.load(f)
+                   *(f"--{k}={v}" for k, v in flags.items())]
+        per_epoch, wall, summary = _train_for(args.minutes, args.epochs, ms, command, run)
         label = summary.get("label_accuracy")
         rows.append({"model": spec, "batch_size": batch_size, "steps": per_epoch * args.epochs, "train_s": ms * per_epoch *
                      args.epochs / 1000, "wall_s": wall, **{k: summary.get(k) for k in (
@@ -351,6 +360,70 @@ def _images(args, overrides):
     print(f"runs (samples.png in each): {out}")
     with open(os.path.join(out, "images.json"), "w") as f:
         json.dump(rows, f, indent=1)
+    return rows
+
+
+def _tokenizers(args, overrides):
+    """Each text model with each tokenizer, trained for the same time on the same text: bits per
+    byte of the validation split, generation speed in tokens and characters, and a sample."""
+    import tempfile
+
+    import numpy as np
+
+    from kerasgen.rundir import RunDir
+    from kerasgen.text import run_validation_scores
+    from kerasgen.text.decoding import generate_ids
+    from kerasgen.text.sampling import Sampling
+
+    if args.minutes <= 0 or args.epochs < 1 or args.max_new_tokens < 1:
+        raise UsageError("expected --minutes > 0, --epochs ≥ 1 and --max_new_tokens ≥ 1")
+    settings = {"char": {}, "bpe": {"tokenizer": "bpe", "vocab_size": str(args.vocab_size)}}
+    for name in args.models:  # every name and setting checked before anything trains
+        for flags in settings.values():
+            train, cls, _ = _build(name, {**overrides, **flags}, 64)
+            train.check()
+            if cls.family.name != "text":
+                raise UsageError(f"--models {name}: not a text model")
+    out = args.out or tempfile.mkdtemp(prefix="kerasgen-bench-tokenizers-")
+    os.makedirs(out, exist_ok=True)
+    print(f"text models, {args.minutes:g} min of training steps each, data: {args.data or 'pydoc'}\n"
+          f"validation bits per byte of the final model and of the best epoch's\n"
+          f"{'model':12s} {'tokenizer':10s} {'steps':>6s} {'wall s':>7s} {'final bpb':>10s} {'best bpb':>9s} "
+          f"{'tokens/s':>9s} {'chars/s':>9s} {'chars/token':>11s}", flush=True)
+    rows = []
+    for name in args.models:
+        for tokenizer, flags in settings.items():
+            flags = {**overrides, **flags}
+            batch_size = _build(name, flags, 64)[1].train_defaults.get("batch_size", 32)
+            ms = family_step_ms(name, flags, args.data, batch_size)
+            run = os.path.join(out, f"{name}-{tokenizer}")
+            command = [f"--model={name}", *(["--data", args.data] if args.data else []),
+                       *(f"--{k}={v}" for k, v in flags.items())]
+            per_epoch, wall, summary = _train_for(args.minutes, args.epochs, ms, command, run)
+            best = run_validation_scores(RunDir(run).load_model("best"), RunDir(run).train_config())
+            model = RunDir(run).load_model()
+            sampling = Sampling(max_new_tokens=args.max_new_tokens, seed=0)
+
+            def decode():
+                return np.concatenate(list(generate_ids(model, ["\n"], sampling)), axis=1)[0]
+
+            ids = decode()  # traces and compiles
+            seconds = min(_timed(decode) for _ in range(3))
+            text = model.text_tokenizer.decode(ids)
+            rows.append({"model": name, "tokenizer": tokenizer, "steps": per_epoch * args.epochs,
+                         "wall_s": wall, "bits_per_byte": summary["bits_per_byte"],
+                         "best_bits_per_byte": best["bits_per_byte"],
+                         "tokens_per_s": len(ids) / seconds, "chars_per_s": len(text) / seconds,
+                         "sample": text[:args.sample_chars], "run": run})
+            row = rows[-1]
+            print(f"{name:12s} {tokenizer:10s} {row['steps']:6d} {wall:7.0f} {row['bits_per_byte']:10.3f} "
+                  f"{row['best_bits_per_byte']:9.3f} {row['tokens_per_s']:9.0f} {row['chars_per_s']:9.0f} "
+                  f"{len(text) / len(ids):11.2f}", flush=True)
+    for row in rows:
+        print(f"\n--- {row['model']}, {row['tokenizer']} ---\n{row['sample']}")
+    with open(os.path.join(out, "tokenizers.json"), "w") as f:
+        json.dump(rows, f, indent=1, ensure_ascii=False)
+    print(f"\nruns: {out}")
     return rows
 
 
@@ -406,6 +479,16 @@ def main(argv):
     i.add_argument("--batch_size", type=int, help="(default: each model's own)")
     i.add_argument("--data", help="image data as the train CLI takes it (default: the embedded digits)")
     i.add_argument("--out", metavar="DIR", help="where the runs go (default: a new temporary folder)")
+    k = sub.add_parser("tokenizers", help="char vs byte-level BPE at equal training time: bits per "
+                                          "byte, generation tokens/s and characters/s, samples")
+    k.add_argument("--models", nargs="+", default=["transformer", "gru"])
+    k.add_argument("--minutes", type=float, default=4.0, help="training-step time per run")
+    k.add_argument("--epochs", type=int, default=4)
+    k.add_argument("--vocab_size", type=int, default=1024, help="the BPE vocabulary")
+    k.add_argument("--max_new_tokens", type=int, default=400, help="tokens generated per timing")
+    k.add_argument("--sample_chars", type=int, default=300, help="characters of each sample shown")
+    k.add_argument("--data", help="text as the train CLI takes it (default: the embedded help text)")
+    k.add_argument("--out", metavar="DIR", help="where the runs go (default: a new temporary folder)")
     args, rest = p.parse_known_args(argv)
     overrides = {}
     for item in rest:
@@ -415,7 +498,7 @@ def main(argv):
         overrides[key] = value
     start_tensorflow()
     {"train": _train, "decode": _decode, "serve": _serve, "race": _race,
-     "scale": _scale, "images": _images}[args.what](args, overrides)
+     "scale": _scale, "images": _images, "tokenizers": _tokenizers}[args.what](args, overrides)
     return 0
 
 

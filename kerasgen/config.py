@@ -8,6 +8,7 @@ from typing import Optional
 from kerasgen.distribute import PRECISIONS, STRATEGIES
 from kerasgen.errors import ConfigError
 from kerasgen.recipes import Recipe
+from kerasgen.text.tokenizer import MAX_BPE_VOCAB, TOKENIZERS
 
 
 @dataclasses.dataclass
@@ -25,7 +26,9 @@ class TrainConfig:
     batch_size: int = 32
     steps_per_epoch: int = 150
     validation_steps: Optional[int] = None  # None: the whole validation split, every epoch
-    seq_len: int = 64  # text: training window, and the Transformer's context
+    seq_len: int = 64  # text: training window (in tokens), and the Transformer's context
+    tokenizer: str = "char"  # text: char, or bpe (byte-level BPE learned from the training split)
+    vocab_size: Optional[int] = None  # text, bpe: tokens incl. the 256 bytes (None: 1024)
     seed: int = 1337  # every random draw of training: weights, data order, noise
     out: Optional[str] = None  # None: runs/<model>/<timestamp>
     strategy: str = "default"  # default | mirrored | multi_worker (from TF_CONFIG)
@@ -50,6 +53,14 @@ class TrainConfig:
         for name, choices in (("strategy", STRATEGIES), ("precision", PRECISIONS)):
             if getattr(self, name) not in choices:
                 problems.append(f"--{name}={getattr(self, name)} must be one of {', '.join(choices)}")
+        if self.tokenizer not in TOKENIZERS:
+            problems.append(f"--tokenizer={self.tokenizer} must be one of {', '.join(TOKENIZERS)}")
+        elif self.vocab_size is not None and self.tokenizer != "bpe":
+            problems.append(f"--vocab_size={self.vocab_size} needs --tokenizer=bpe (the characters "
+                            f"of the data make the char vocabulary)")
+        elif self.vocab_size is not None and not 257 <= self.vocab_size <= MAX_BPE_VOCAB:
+            problems.append(f"--vocab_size={self.vocab_size} must be in 257..{MAX_BPE_VOCAB} "
+                            f"(the 256 bytes and at least one merge)")
         if problems:
             raise ConfigError("; ".join(problems))
         return self

@@ -52,6 +52,10 @@ class Family:
         starts at step `first_step` (a resumed run continues where it stopped)."""
         raise NotImplementedError
 
+    def run_files(self, model):
+        """{file name: text} the run directory keeps beside config.json (a tokenizer, say)."""
+        return {}
+
     def callbacks(self, model, data, train, run):
         """Keras callbacks that show samples and scores while training."""
         return []

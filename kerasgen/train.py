@@ -10,7 +10,8 @@ from kerasgen.cli import Parser, command, start_tensorflow
 from kerasgen.config import TrainConfig, apply_overrides, from_dict, model_defaults
 from kerasgen.errors import ConfigError, RunError, UsageError
 from kerasgen.recipes import RECIPES, Recipe, get_recipe
-from kerasgen.rundir import RunDir
+from kerasgen.rundir import RunDir, atomic_write
+from kerasgen.text.tokenizer import DEFAULT_BPE_VOCAB, TOKENIZERS
 
 PROG = "python -m kerasgen.train"
 # Training fields a resumed run may change; the rest would make it another run.
@@ -54,6 +55,12 @@ def _parser():
                    help="tf.distribute strategy: default (one device), mirrored (the GPUs of this "
                         "machine), multi_worker (every worker in TF_CONFIG runs this same command; "
                         "--batch_size is the global batch; see README, 'Scale out')")
+    p.add_argument("--tokenizer", choices=TOKENIZERS,
+                   help="text models: char (default: the corpus' characters) or bpe (byte-level BPE "
+                        "learned from the training split: any text, shorter sequences)")
+    p.add_argument("--vocab_size", metavar="N",
+                   help=f"with --tokenizer=bpe: tokens, the 256 bytes included (default "
+                        f"{DEFAULT_BPE_VOCAB})")
     p.add_argument("--precision", choices=distribute.PRECISIONS,
                    help="Keras dtype policy: float32 (default), mixed_float16 (with loss scaling) "
                         "or mixed_bfloat16; weights, logits and losses stay float32")
@@ -64,7 +71,7 @@ def parse_args(argv):
     """Returns (argparse namespace, {key: raw value}) with every --key=value override."""
     args, rest = _parser().parse_known_args(argv)
     overrides = {k: getattr(args, k) for k in ("data", "epochs", "recipe", "seed", "out", "strategy",
-                                               "precision", "init_from")
+                                               "precision", "init_from", "tokenizer", "vocab_size")
                  if getattr(args, k) is not None}
     i = 0
     while i < len(rest):
@@ -150,9 +157,16 @@ def _fresh_plan(args, overrides):
     if base is not None:
         hyper = model_defaults(cls)
         model_kwargs = {**{k: v for k, v in base["model"].items() if k in hyper}, **model_kwargs}
-        changes = {"recipe": overrides.get("recipe", "finetune")}
+        before = pretrained.train_config()
+        kept = {"tokenizer": before.tokenizer, "vocab_size": before.vocab_size}  # as the weights are
+        changed = [f"--{key}={overrides[key]}" for key, value in kept.items()
+                   if key in overrides and getattr(train, key) != value]
+        if changed:
+            raise UsageError(f"{pretrained} uses the {before.tokenizer} tokenizer, which fine-tuning "
+                             f"keeps: drop {' '.join(changed)}")
+        changes = {"recipe": overrides.get("recipe", "finetune"), **kept}
         if "seq_len" not in overrides:
-            changes["seq_len"] = pretrained.train_config().seq_len  # the model's context
+            changes["seq_len"] = before.seq_len  # the model's context
         train = dataclasses.replace(train, **changes)
     recipe = dataclasses.replace(get_recipe(train.recipe), **recipe_updates)
     if train.out is not None and distribute.task(train.strategy).chief:  # others never write there
@@ -205,6 +219,8 @@ def _train(plan):
         if plan.run is None and os.path.exists(run.config_path):  # another run got here first
             raise RunError(f"{run} already holds a run; choose another --out")
         run.write_config(config)
+        for name, text in cls.family.run_files(model).items():
+            atomic_write(run.join(name), text)
         if not task.chief:
             print(f"{task}: training; the chief writes the run directory", flush=True)
         else:

@@ -4,7 +4,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from kerasgen.errors import DataError
-from kerasgen.text.data import CharVocab, load_text, split_ids, text_datasets
+from kerasgen.text.data import load_text, split_ids, text_datasets
+from kerasgen.text.tokenizer import CharVocab
 
 
 def test_embedded_corpus_needs_no_download():

@@ -254,6 +254,7 @@ def test_a_corrupted_run_file_is_one_line_naming_it(finished, damage, file, mess
 
 @pytest.mark.parametrize("flag, damage, message", [
     ("--init_from", lambda c: c["model"].pop("vocabulary"), "no vocabulary"),
+    ("--init_from", lambda c: c["model"].update(tokenizer='{"model": 1}'), "its tokenizer"),
     ("--init_from", lambda c: c["train"].update(seq_len="long"), "seq_len='long'"),
     ("--resume", lambda c: c["train"].update(wings=2), "unknown settings: wings"),
     ("--resume", lambda c: c["recipe"].update(learning_rate="fast"), "learning_rate='fast'"),

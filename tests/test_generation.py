@@ -7,7 +7,7 @@ from conftest import TEXT_MODELS, tiny_model
 from kerasgen import registry
 from kerasgen.config import model_defaults
 from kerasgen.errors import ConfigError
-from kerasgen.text.data import UNKNOWN_ID, CharVocab
+from kerasgen.text.tokenizer import UNKNOWN_ID, CharVocab
 from kerasgen.text.decoding import (BUCKET, banned_by_ngrams, compiled_decoder, filter_top_k,
                                     filter_top_p, generate, generate_ids, generate_uncached,
                                     gumbel_noise, penalize_repetition)

@@ -66,6 +66,10 @@ def test_list_names_every_zoo_model_with_its_sizes_and_training_defaults(capsys)
     (["--model=transformer", "--num_heads=3"], "not divisible"),
     (["--precision=half"], "invalid choice: 'half'"),
     (["--strategy=multi_worker"], "--strategy multi_worker needs TF_CONFIG"),
+    (["--tokenizer=word"], "invalid choice: 'word'"),
+    (["--vocab_size=500"], "--vocab_size=500 needs --tokenizer=bpe"),
+    (["--tokenizer=bpe", "--vocab_size=100"], "must be in 257..65536"),
+    (["--model=dense", "--tokenizer=bpe"], "--tokenizer and --vocab_size are for text models"),
 ])
 def test_bad_input_is_one_line_and_exit_2_with_nothing_written(args, message, tmp_path, capsys):
     (tmp_path / "empty.txt").write_text("")
@@ -116,6 +120,20 @@ def test_bench_images_bad_input_is_one_line_and_exit_2_before_training(args, mes
     from kerasgen import bench
 
     assert bench.main(["images", "--out", str(tmp_path / "runs"), *args]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--minutes=0"], "expected --minutes > 0"), (["--models", "gan"], "unknown model 'gan'"),
+    (["--models", "conv"], "not a text model"), (["--vocab_size=100"], "must be in 257..65536"),
+])
+def test_bench_tokenizers_bad_input_is_one_line_and_exit_2_before_training(args, message, tmp_path,
+                                                                           capsys):
+    from kerasgen import bench
+
+    assert bench.main(["tokenizers", "--out", str(tmp_path / "runs"), *args]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and message in lines[0], lines
     assert not (tmp_path / "runs").exists()
@@ -173,8 +191,9 @@ def test_tensorboard_logs_hold_losses_learning_rate_bpc_samples_and_stability(tm
     for part in ("train", "validation", "samples"):
         acc = EventAccumulator(os.path.join(out, "logs", part)).Reload()
         tags[part] = set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
-    assert {"epoch_loss", "epoch_learning_rate", "epoch_bits_per_char"} <= tags["train"]
-    assert {"epoch_loss", "epoch_bits_per_char"} <= tags["validation"]
+    assert {"epoch_loss", "epoch_learning_rate", "epoch_bits_per_char",
+            "epoch_bits_per_byte"} <= tags["train"]
+    assert {"epoch_loss", "epoch_bits_per_char", "epoch_bits_per_byte"} <= tags["validation"]
     from kerasgen.text.callbacks import PLOTTED
 
     assert {"sample", *(f"stability/{name}" for name in PLOTTED),

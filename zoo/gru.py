@@ -1,4 +1,4 @@
-"""Character-level GRU language model."""
+"""GRU language model over characters or byte-level BPE tokens."""
 import keras
 from keras import ops
 
@@ -7,7 +7,7 @@ from kerasgen.text.model import CausalLM
 
 
 @register("gru", tiny=dict(vocab_size=11, embed_dim=4, units=8, num_layers=2),
-          description="character-level GRU language model (embedding → GRU layers → logits)")
+          description="GRU language model over characters or BPE tokens (embedding → GRUs → logits)")
 class GRUGenerator(CausalLM):
     """Embedding → `num_layers` GRUs → next-token logits.
 

@@ -45,6 +45,8 @@ class ImageFamily(Family):
         from kerasgen.image import metrics
         from kerasgen.image.data import image_datasets, load_images
 
+        if train.tokenizer != "char" or train.vocab_size is not None:
+            raise UsageError("--tokenizer and --vocab_size are for text models")
         hyper = {**model_defaults(cls), **model_kwargs}
         images, labels = load_images(train.data, hyper["image_size"], hyper["channels"])
         if "num_classes" in hyper:

@@ -30,28 +30,35 @@ class TextFamily(Family):
     # -- training ------------------------------------------------------------------------
     def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
         from kerasgen.config import model_defaults
-        from kerasgen.errors import RunError
-        from kerasgen.text.data import CharVocab, load_text, text_datasets
+        from kerasgen.text.data import load_text, text_datasets
+        from kerasgen.text.tokenizer import DEFAULT_BPE_VOCAB, BytePairTokenizer, CharVocab
 
         text = load_text(train.data)
         if pretrained is not None:
-            chars = pretrained.read_config()["model"].get("vocabulary")
-            if not isinstance(chars, str) or not chars:
-                raise RunError(f"{pretrained.config_path} is corrupted (no vocabulary in 'model')")
-            vocab = CharVocab(chars)
-            unknown = vocab.unknown(text)
+            tokenizer = _pretrained_tokenizer(pretrained)
+            unknown = tokenizer.unknown(text)
             if unknown:
                 raise DataError(f"the new data has {len(unknown)} characters outside the pretrained "
-                                f"vocabulary: {unknown[:40]!r}; clean them out or train from scratch")
+                                f"vocabulary: {unknown[:40]!r}; clean them out, train from scratch, "
+                                f"or use --tokenizer=bpe (bytes: no unknown characters)")
+        elif train.tokenizer == "bpe":  # learned from the training split only, like the weights
+            tokenizer = BytePairTokenizer.train(text[:int(len(text) * 0.9)],
+                                                train.vocab_size or DEFAULT_BPE_VOCAB)
         else:
-            vocab = CharVocab.from_text(text)
-        train_ds, val_ds = text_datasets(vocab.encode(text), train.seq_len, train.batch_size,
-                                         train.seed, train.validation_steps, first_step)
-        model_kwargs = {**model_kwargs, "vocab_size": vocab.size, "vocabulary": vocab.chars}
+            tokenizer = CharVocab.from_text(text)
+        ids = tokenizer.encode(text)
+        train_ds, val_ds = text_datasets(ids, train.seq_len, train.batch_size, train.seed,
+                                         train.validation_steps, first_step)
+        model_kwargs = {**model_kwargs, **tokenizer.model_config()}
         if "seq_len" in model_defaults(cls):  # a bounded context is the training window
             model_kwargs["seq_len"] = train.seq_len
+        # Real passages as long as the samples: `sample_chars` tokens' worth of characters.
+        length = max(1, round(train.sample_chars * len(text) / len(ids)))
         return model_kwargs, TrainingData(train_ds, val_ds, monitor="val_loss",
-                                          real_texts=_passages(text, train.sample_chars))
+                                          real_texts=_passages(text, length))
+
+    def run_files(self, model):
+        return {"tokenizer.json": model.tokenizer} if model.tokenizer else {}
 
     def callbacks(self, model, data, train, run):
         from kerasgen.text.callbacks import STABILITY_SAMPLES, TextSampleLogger
@@ -60,39 +67,41 @@ class TextFamily(Family):
                                  data.real_texts[:STABILITY_SAMPLES], train.jit_compile)]
 
     def summarize(self, model, data, train, run):
-        import math
-
         from kerasgen.text.decoding import generate
 
-        val_loss = model.evaluate(data.validation, verbose=0, return_dict=True)["loss"]
+        scores = _validation_scores(model, data.validation)
         sample = generate(model, [DEFAULT_PROMPT],
                           Sampling(max_new_tokens=train.sample_chars, seed=train.seed),
                           train.jit_compile)[0]
-        summary = {"val_loss": val_loss, "bpc": val_loss / math.log(2.0), "sample": sample}
-        return summary, [f"validation loss {val_loss:.4f}  ({summary['bpc']:.3f} bits per character, "
-                         f"final model, whole validation split)", f"sample:\n{sample}\n"]
+        unit = _unit(model)
+        return {**scores, "sample": sample}, [
+            f"validation loss {scores['val_loss']:.4f}  ({scores[f'bits_per_{unit}']:.3f} bits per "
+            f"{unit}, {scores['bits_per_byte']:.3f} bits per byte; final model, whole validation "
+            f"split)", f"sample:\n{sample}\n"]
 
     # -- using a trained run -------------------------------------------------------------
     def generate(self, model, run, args):
-        from kerasgen.text.data import CharVocab
+        import numpy as np
+
         from kerasgen.text.decoding import generate_ids
 
         sampling = Sampling.from_args(args)
-        vocab = CharVocab(model.vocabulary)
-        unknown = vocab.unknown(args.prompt)
+        tokenizer = model.text_tokenizer
+        unknown = tokenizer.unknown(args.prompt)
         if unknown:
             raise UsageError(f"the prompt has characters outside the model's vocabulary: {unknown!r}")
         count = args.num_samples or self.generate_num_samples
-        texts = [""] * count
+        ids = []
         if count == 1:
             sys.stdout.write(args.prompt)
-        for ids in generate_ids(model, [args.prompt] * count, sampling,
-                                block=STREAM_BLOCK if count == 1 else None):
-            for i, row in enumerate(ids):
-                texts[i] += vocab.decode(row)
+            stream = tokenizer.stream()  # holds back a character's bytes until it is whole
+        for block in generate_ids(model, [args.prompt] * count, sampling,
+                                  block=STREAM_BLOCK if count == 1 else None):
+            ids.append(block)
             if count == 1:
-                sys.stdout.write(vocab.decode(ids[0]))
+                sys.stdout.write(stream(block[0]))
                 sys.stdout.flush()
+        texts = [tokenizer.decode(row) for row in np.concatenate(ids, axis=1)]
         if count > 1:
             for i, text in enumerate(texts):
                 sys.stdout.write(f"--- sample {i + 1} ---\n{args.prompt}{text}\n")
@@ -100,26 +109,18 @@ class TextFamily(Family):
 
     def evaluate(self, model, run, args):
         import dataclasses
-        import math
 
-        from kerasgen.text.data import CharVocab, load_text, text_datasets
         from kerasgen.text.decoding import generate
         from kerasgen.text.metrics import text_stability
 
-        train = run.train_config()
         sampling = Sampling.from_args(args)
-        vocab = CharVocab(model.vocabulary)
-        _, val = text_datasets(vocab.encode(load_text(train.data)), train.seq_len, train.batch_size,
-                               train.seed, train.validation_steps)
-        model.compile()
-        val_loss = model.evaluate(val, verbose=0, return_dict=True)["loss"]
+        scores = run_validation_scores(model, run.train_config())
         count = args.num_samples or self.evaluate_num_samples
         per_seed = [text_stability(generate(model, [args.prompt] * count,
                                             dataclasses.replace(sampling, seed=sampling.seed + i)))
                     for i in range(args.seeds)]
-        return {"num_samples": count, "sampling": dataclasses.asdict(sampling),
-                "val_loss": val_loss, "perplexity": math.exp(val_loss),
-                "bits_per_char": val_loss / math.log(2.0), "samples": spread(per_seed)}
+        return {"num_samples": count, "sampling": dataclasses.asdict(sampling), **scores,
+                "samples": spread(per_seed)}
 
     def example_commands(self, run):
         path = shlex.quote(run.path)
@@ -155,6 +156,45 @@ class TextFamily(Family):
         from kerasgen.text.serving import calibration_inputs
 
         return calibration_inputs(model, load_text(run.train_config().data)[:2000], count)
+
+
+def _unit(model):
+    return "token" if model.tokenizer else "char"
+
+
+def _validation_scores(model, validation):
+    """Loss, perplexity and bits per token (or character) and per byte of the validation split."""
+    import math
+
+    scores = model.evaluate(validation, verbose=0, return_dict=True)
+    return {"val_loss": scores["loss"], "perplexity": math.exp(scores["loss"]),
+            f"bits_per_{_unit(model)}": scores["loss"] / math.log(2.0),
+            "bits_per_byte": scores["bits_per_byte"]}
+
+
+def run_validation_scores(model, train):
+    """`_validation_scores` on the validation split of a run's data (`train`: its TrainConfig)."""
+    from kerasgen.text.data import load_text, text_datasets
+
+    _, val = text_datasets(model.text_tokenizer.encode(load_text(train.data)), train.seq_len,
+                           train.batch_size, train.seed, train.validation_steps)
+    model.compile()
+    return _validation_scores(model, val)
+
+
+def _pretrained_tokenizer(run):
+    """The tokenizer of the run being fine-tuned or resumed, from its config."""
+    from kerasgen.errors import RunError
+    from kerasgen.text.tokenizer import tokenizer_from_config
+
+    model = run.read_config()["model"]
+    vocabulary, tokenizer = model.get("vocabulary"), model.get("tokenizer")
+    if not any(isinstance(v, str) and v for v in (vocabulary, tokenizer)):
+        raise RunError(f"{run.config_path} is corrupted (no vocabulary or tokenizer in 'model')")
+    try:
+        return tokenizer_from_config(vocabulary, tokenizer)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # not the JSON of a BPE tokenizer
+        raise RunError(f"{run.config_path} is corrupted (its tokenizer: {e})") from None
 
 
 def _passages(text, length, count=8):

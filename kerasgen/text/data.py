@@ -1,5 +1,4 @@
 """Text data: the embedded default corpus, the user's files and tfds, as tf.data windows."""
-import dataclasses
 import os
 import re
 
@@ -10,7 +9,6 @@ from kerasgen.data import load_tfds
 from kerasgen.errors import DataError
 
 EMBEDDED_TEXT = "pydoc"  # CPython's own help text: on every Python, needs no download
-UNKNOWN_ID = 0  # id 0 is reserved for characters outside the vocabulary
 
 _TABLE_OR_GRAMMAR = re.compile(r"^\s*[|+=]|::=")
 
@@ -55,39 +53,13 @@ def load_text(source):
     return text
 
 
-@dataclasses.dataclass(frozen=True)
-class CharVocab:
-    """Characters ↔ ids; id 0 stands for any character outside `chars`."""
-
-    chars: str
-
-    @classmethod
-    def from_text(cls, text):
-        return cls("".join(sorted(set(text))))
-
-    @property
-    def size(self):
-        return len(self.chars) + 1
-
-    def encode(self, text):
-        index = {c: i + 1 for i, c in enumerate(self.chars)}
-        return np.array([index.get(c, UNKNOWN_ID) for c in text], dtype=np.int32)
-
-    def decode(self, ids):
-        return "".join(self.chars[i - 1] if 0 < i <= len(self.chars) else "" for i in ids)
-
-    def unknown(self, text):
-        """The characters of `text` outside the vocabulary, in order of first use."""
-        return "".join(dict.fromkeys(c for c in text if c not in self.chars))
-
-
 def split_ids(ids, seq_len):
     """nanoGPT's contiguous 90/10 train/validation split; each part must hold a window."""
     cut = int(len(ids) * 0.9)
     train, val = ids[:cut], ids[cut:]
     if len(val) < seq_len + 1 or len(train) < seq_len + 1:
-        raise DataError(f"corpus of {len(ids)} characters is too short for seq_len={seq_len}: "
-                        f"its 10% validation part needs at least {seq_len + 1} characters "
+        raise DataError(f"corpus of {len(ids)} tokens is too short for seq_len={seq_len}: "
+                        f"its 10% validation part needs at least {seq_len + 1} tokens "
                         f"(so at least {10 * (seq_len + 1)} in all)")
     return train, val
 

@@ -8,8 +8,8 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from kerasgen.text.data import UNKNOWN_ID, CharVocab
 from kerasgen.text.sampling import EMPTY_PROMPT, Sampling
+from kerasgen.text.tokenizer import UNKNOWN_ID
 
 BUCKET = 128  # token buffers are padded to a multiple of this, so XLA compiles few shapes
 _DECODERS = weakref.WeakKeyDictionary()  # model → {jit_compile: its loop}, each traced once
@@ -202,9 +202,9 @@ def compiled_decoder(model, jit_compile=True):
     return loops[jit_compile]
 
 
-def encode_prompts(vocab, prompts, max_new_tokens):
+def encode_prompts(tokenizer, prompts, max_new_tokens):
     """(tokens (B, L) with L a multiple of BUCKET, prompt lengths (B,), stop) for `decode_loop`."""
-    encoded = [vocab.encode(p or EMPTY_PROMPT) for p in prompts]
+    encoded = [tokenizer.encode(p or EMPTY_PROMPT) for p in prompts]
     lengths = np.array([len(e) for e in encoded], np.int32)
     stop = int(lengths.max()) + max_new_tokens
     tokens = np.zeros((len(prompts), -(-stop // BUCKET) * BUCKET), np.int32)
@@ -216,9 +216,8 @@ def encode_prompts(vocab, prompts, max_new_tokens):
 def generate_ids(model, prompts, sampling=Sampling(), block=None, jit_compile=True):
     """Yields the new token ids (B, n) after each prompt, `block` tokens at a time (all at
     once by default); the ids are the same whatever the block size, and with or without XLA."""
-    vocab = CharVocab(model.vocabulary)
     total = sampling.max_new_tokens
-    tokens, lengths, stop = encode_prompts(vocab, prompts, total)
+    tokens, lengths, stop = encode_prompts(model.text_tokenizer, prompts, total)
     loop, controls = compiled_decoder(model, jit_compile), sampling_tensors(sampling)
     start, position, state = 0, np.int32(0), model.initial_state(len(prompts))
     first = int(lengths.max())  # sampled text starts here in the longest prompt's row
@@ -234,10 +233,9 @@ def generate_ids(model, prompts, sampling=Sampling(), block=None, jit_compile=Tr
 
 
 def generate(model, prompts, sampling=Sampling(), jit_compile=True):
-    """Continues each prompt by `sampling.max_new_tokens` characters; returns the new text of each."""
-    vocab = CharVocab(model.vocabulary)
+    """Continues each prompt by `sampling.max_new_tokens` tokens; returns the new text of each."""
     ids = np.concatenate(list(generate_ids(model, prompts, sampling, jit_compile=jit_compile)), axis=1)
-    return [vocab.decode(row) for row in ids]
+    return [model.text_tokenizer.decode(row) for row in ids]
 
 
 def generate_uncached(model, prompt_ids, max_new_tokens):

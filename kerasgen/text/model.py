@@ -7,6 +7,7 @@ from keras import ops
 from kerasgen.base import GenerativeModel
 from kerasgen.errors import ConfigError
 from kerasgen.text import FAMILY
+from kerasgen.text.tokenizer import tokenizer_from_config
 
 
 @keras.saving.register_keras_serializable(package="kerasgen")
@@ -16,8 +17,39 @@ def bits_per_char(y_true, y_pred):
     return loss / math.log(2.0)
 
 
+@keras.saving.register_keras_serializable(package="kerasgen")
+def bits_per_token(y_true, y_pred):
+    """Cross-entropy in bits per subword token."""
+    return bits_per_char(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="kerasgen")
+class BitsPerByte(keras.metrics.Metric):
+    """Cross-entropy per byte of UTF-8 text, in bits: the figure that compares models
+    whatever their tokenizer (a token of 3 bytes carries 3 bytes' worth of surprise)."""
+
+    def __init__(self, byte_lengths, name="bits_per_byte", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.byte_lengths = [int(n) for n in byte_lengths]
+        self.bits = self.add_variable((), "zeros", name="bits", aggregation="sum")
+        self.bytes = self.add_variable((), "zeros", name="bytes", aggregation="sum")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        loss = keras.losses.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, "float32"),
+                                                            from_logits=True)
+        lengths = ops.take(ops.convert_to_tensor(self.byte_lengths, "float32"), y_true)
+        self.bits.assign_add(ops.sum(loss) / math.log(2.0))
+        self.bytes.assign_add(ops.sum(lengths))
+
+    def result(self):
+        return self.bits / ops.maximum(self.bytes, 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "byte_lengths": self.byte_lengths}
+
+
 class CausalLM(GenerativeModel):
-    """A next-token model over characters that generation can drive one token at a time.
+    """A next-token model over characters or BPE subwords that generation drives a token at a time.
 
     Subclasses implement `call` (token ids (B, T) → logits (B, T, V)) and the
     decoding protocol: `initial_state(batch_size)`, `step(token_ids, state,
@@ -29,21 +61,30 @@ class CausalLM(GenerativeModel):
         vocab_size: number of token ids (id 0 = unknown character).
         vocabulary: the characters of ids 1..vocab_size-1, kept in the config
             so that a saved model alone can encode prompts and decode output.
+        tokenizer: instead of `vocabulary`, a byte-level BPE tokenizer (its
+            `tokenizers` JSON; see `kerasgen.text.tokenizer`).
     """
 
     family = FAMILY
     context_length = None  # None: any number of tokens (a recurrent state)
 
-    def __init__(self, vocab_size=256, vocabulary=None, **kwargs):
+    def __init__(self, vocab_size=256, vocabulary=None, tokenizer=None, **kwargs):
         super().__init__(**kwargs)
-        if vocabulary is not None and len(vocabulary) + 1 != vocab_size:
-            raise ValueError(f"vocab_size={vocab_size} does not fit a vocabulary of "
-                             f"{len(vocabulary)} characters (+1 for unknown)")
-        self.vocab_size, self.vocabulary = vocab_size, vocabulary
+        self.vocab_size, self.vocabulary, self.tokenizer = vocab_size, vocabulary, tokenizer
+        # Text ↔ ids (a CharVocab or a BytePairTokenizer); None for a bare model without one.
+        self.text_tokenizer = (tokenizer_from_config(vocabulary, tokenizer)
+                               if vocabulary or tokenizer else None)
+        if self.text_tokenizer and self.text_tokenizer.size != vocab_size:
+            raise ValueError(f"vocab_size={vocab_size} does not fit a tokenizer of "
+                             f"{self.text_tokenizer.size} ids (id 0 included)")
 
     def compile(self, optimizer="adamw", loss=None, metrics=None, **kwargs):
         loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics or [bits_per_char], **kwargs)
+        if metrics is None:
+            metrics = [bits_per_token if self.tokenizer else bits_per_char]
+            if self.text_tokenizer:
+                metrics.append(BitsPerByte(self.text_tokenizer.byte_lengths()))
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
         # The metrics' variables made now, not inside the first training step: variables made
         # while tracing make tf.function trace that step a second time (seconds here).
         ids = self.sample_inputs(1)
@@ -74,4 +115,5 @@ class CausalLM(GenerativeModel):
             layer.trainable = False
 
     def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size, "vocabulary": self.vocabulary}
+        return {**super().get_config(), "vocab_size": self.vocab_size, "vocabulary": self.vocabulary,
+                "tokenizer": self.tokenizer}

@@ -17,9 +17,9 @@ are read from their first row.
 import numpy as np
 import tensorflow as tf
 
-from kerasgen.text.data import UNKNOWN_ID, CharVocab
 from kerasgen.text.decoding import BUCKET, decode_loop
 from kerasgen.text.sampling import EMPTY_PROMPT, SERVED_CONTROLS, Sampling
+from kerasgen.text.tokenizer import UNKNOWN_ID
 
 CONTROLS = {key: tf.as_dtype(np.float32 if isinstance(getattr(Sampling(), key), float) else np.int32)
             for key in SERVED_CONTROLS}
@@ -39,11 +39,7 @@ class TextServing:
                        "max_batch": max_batch}
         self.defaults = Sampling(max_new_tokens=min(Sampling().max_new_tokens, max_new_tokens))
         self.server_flags = ["--xla_cpu_compilation_enabled=true"] if jit_compile else []
-        codes = [ord(c) for c in model.vocabulary]
-        table = np.full(max(codes) + 2, UNKNOWN_ID, np.int32)  # the last entry: any larger code
-        table[codes] = np.arange(1, len(codes) + 1)
-        self.code_to_id = tf.constant(table)
-        self.id_to_char = tf.constant([""] + list(model.vocabulary))
+        self.tokenizer = model.text_tokenizer
         # Plain graph by default: stock tensorflow_model_server runs it with no flags. With XLA
         # it is several times faster, but TF Serving then needs --xla_cpu_compilation_enabled.
         self.loop = decode_loop(model, jit_compile=jit_compile)
@@ -83,9 +79,7 @@ class TextServing:
             max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
             repetition_penalty=repetition_penalty, seed=seed))
         prompt = tf.where(prompt == "", EMPTY_PROMPT, prompt)
-        codes = tf.strings.unicode_decode(prompt, "UTF-8")  # invalid bytes → U+FFFD → unknown id
-        ids = tf.ragged.map_flat_values(
-            lambda c: tf.gather(self.code_to_id, tf.minimum(c, tf.size(self.code_to_id) - 1)), codes)
+        ids = self.tokenizer.graph_encode(prompt)
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         batch, new = tf.shape(prompt)[0], s["max_new_tokens"]
         stop = tf.reduce_max(lengths) + new
@@ -95,7 +89,7 @@ class TextServing:
                                  s["temperature"], s["top_k"], s["top_p"], s["repetition_penalty"],
                                  0, tf.stack([s["seed"], 0]))
         token_ids = tf.gather(tokens, lengths[:, None] + tf.range(new)[None, :], batch_dims=1)
-        text = tf.strings.reduce_join(tf.gather(self.id_to_char, token_ids), axis=-1)
+        text = self.tokenizer.graph_decode(token_ids)
         return {"text": text, "token_ids": token_ids}
 
     def endpoints(self):
@@ -168,7 +162,7 @@ def step_function(model):
 
 def calibration_inputs(model, text, count=64):
     """Representative step inputs for int8: the real states met while reading `text`."""
-    sample = CharVocab(model.vocabulary).encode(text)
+    sample = model.text_tokenizer.encode(text)
     state, inputs = model.initial_state(1), []
     limit = model.context_length or count
     for position, token in enumerate(sample[:min(count, limit)]):
@@ -179,11 +173,13 @@ def calibration_inputs(model, text, count=64):
     return inputs
 
 
-def tflite_generate(runner, model, prompt_ids, max_new_tokens):
-    """Greedy decoding by looping the LiteRT step decoder, as a mobile app would: the reference use."""
+def tflite_generate(runner, model, prompt, max_new_tokens):
+    """Greedy decoding by looping the LiteRT step decoder, as a mobile app would: the reference
+    use. The model's tokenizer encodes `prompt` and decodes the new text."""
+    tokenizer = model.text_tokenizer
     state = [np.asarray(s) for s in tf.nest.flatten(model.initial_state(1))]
     signature = runner.get_signature_runner()
-    tokens, out = list(prompt_ids), []
+    tokens, out = list(tokenizer.encode(prompt or EMPTY_PROMPT)), []
     for position in range(len(tokens) + max_new_tokens - 1):
         if model.context_length and position >= model.context_length:
             raise ValueError("the step decoder's cache is full; re-read a window as decode_loop does")
@@ -196,4 +192,4 @@ def tflite_generate(runner, model, prompt_ids, max_new_tokens):
             logits[UNKNOWN_ID] = -np.inf
             tokens.append(int(logits.argmax()))
             out.append(tokens[-1])
-    return out
+    return tokenizer.decode(out)
