@@ -317,7 +317,7 @@ def _train_for(minutes, epochs, ms_per_step, command, run):
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - started
     if done.returncode:
-        raise UsageError(f"the training command failed: "
+        raise UsageError(f"{os.path.basename(run)}: the training command failed: "
                          f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
     with open(os.path.join(run, "summary.json")) as f:
         return per_epoch, wall, json.load(f)
@@ -407,13 +407,14 @@ def _tokenizers(args, overrides):
             def decode():
                 return np.concatenate(list(generate_ids(model, ["\n"], sampling)), axis=1)[0]
 
-            ids = decode()  # traces and compiles
-            seconds = min(_timed(decode) for _ in range(3))
+            ids = decode()
+            tokens_per_s = _tokens_per_second(decode, len(ids))
             text = model.text_tokenizer.decode(ids)
             rows.append({"model": name, "tokenizer": tokenizer, "steps": per_epoch * args.epochs,
                          "wall_s": wall, "bits_per_byte": summary["bits_per_byte"],
                          "best_bits_per_byte": best["bits_per_byte"],
-                         "tokens_per_s": len(ids) / seconds, "chars_per_s": len(text) / seconds,
+                         "tokens_per_s": tokens_per_s,
+                         "chars_per_s": tokens_per_s * len(text) / len(ids),
                          "sample": text[:args.sample_chars], "run": run})
             row = rows[-1]
             print(f"{name:12s} {tokenizer:10s} {row['steps']:6d} {wall:7.0f} {row['bits_per_byte']:10.3f} "

@@ -67,18 +67,19 @@ class _Tokenizer:
     def byte_lengths(self):
         return np.array([len(b) for b in self._bytes], np.int64)
 
+    def _join(self, ids):
+        """The bytes of `ids` (ids outside the vocabulary add none)."""
+        return b"".join(self._bytes[i] for i in np.asarray(ids).ravel() if 0 <= i < len(self._bytes))
+
     def decode(self, ids):
         """The finished text of `ids`."""
-        data = b"".join(self._bytes[i] for i in np.asarray(ids).ravel() if 0 <= i < len(self._bytes))
-        return complete_utf8(data).decode("utf-8", "replace")
+        return complete_utf8(self._join(ids)).decode("utf-8", "replace")
 
     def stream(self):
         """A decoder for ids that arrive a few at a time: `decoder(ids)` returns the text
         they complete, holding back the bytes of a character not yet whole."""
         utf8 = codecs.getincrementaldecoder("utf-8")("replace")
-        table = self._bytes
-        return lambda ids: utf8.decode(b"".join(table[i] for i in np.asarray(ids).ravel()
-                                                if 0 <= i < len(table)))
+        return lambda ids: utf8.decode(self._join(ids))
 
     def graph_decode(self, ids):
         """(B, n) ids → (B,) UTF-8 strings, as `decode` does, in core TF ops."""
