@@ -87,6 +87,42 @@ def test_step_by_step_decoding_matches_the_full_pass(model):
     np.testing.assert_allclose(step_logits, logits[:, 5], atol=1e-5)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_compiled_steps_match_the_full_pass(model, jit_compile):
+    """The step as the XLA loop (CLI) and the plain graph (TF Serving) trace it: the
+    Transformer picks different attention kernels for each, with the same logits."""
+    inputs = model.sample_inputs(3)
+    logits = model(inputs)
+    step = tf.function(model.step, jit_compile=jit_compile)
+    state = model.initial_state(3)
+    for t in range(inputs.shape[1]):
+        step_logits, state = step(inputs[:, t], state, tf.constant(t))
+        np.testing.assert_allclose(step_logits, logits[:, t], atol=1e-5)
+
+
+def test_the_transformer_step_knows_when_xla_compiles_it():
+    """Its attention kernels are chosen by this: a wrong answer would only show as slowness."""
+    from kerasgen.zoo.transformer import in_xla
+
+    seen = {}
+    for jit_compile in (False, True):
+        def probe(jit_compile=jit_compile):
+            seen[jit_compile] = in_xla()
+            return tf.constant(0)
+        tf.function(probe, jit_compile=jit_compile)()
+    assert seen == {False: False, True: True} and not in_xla()
+
+
+def test_transformer_gelu_is_the_exact_gelu():
+    """Written with erf for speed, it must stay the GELU that trained models were trained with."""
+    import keras
+
+    from kerasgen.zoo.transformer import gelu
+
+    x = np.linspace(-12, 12, 2001).astype(np.float32)
+    np.testing.assert_allclose(gelu(x), keras.activations.gelu(x, approximate=False), atol=1e-6)
+
+
 def reference_greedy(model, prompt_ids, count):
     """Greedy decoding by full forward passes over the window the decode loop keeps: the whole
     prefix until a bounded context is full, then its last half, refilled each time it fills up.
