@@ -271,4 +271,12 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if status == 130:
+        # Interrupted mid-step: TensorFlow's own threads may still be inside an op, and the
+        # interpreter's teardown around them once crashed with SIGSEGV instead of exiting 130.
+        # Everything kept is on disk by now (backup, logs); leave without the teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

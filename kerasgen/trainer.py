@@ -181,12 +181,19 @@ def train_run(model, data, train, recipe, run, restore_from=None):
         # The family's callbacks add their scores to the epoch's logs before these read them.
         *family.callbacks(model, data, train, run),
         *stateful,
+        # Before the backup: an epoch the backup counts as finished is always in the logs.
+        tensorboard := keras.callbacks.TensorBoard(run.logs_dir),
         Backup(run, stateful, restore_from),
-        keras.callbacks.TensorBoard(run.logs_dir),
     ]
-    model.fit(data.train, epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,
-              validation_data=data.validation, callbacks=callbacks, shuffle=False,  # tf.data shuffles
-              verbose=2 if os.environ.get("CI") else "auto")
+    try:
+        model.fit(data.train, epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,
+                  validation_data=data.validation, callbacks=callbacks, shuffle=False,  # tf.data shuffles
+                  verbose=2 if os.environ.get("CI") else "auto")
+    except KeyboardInterrupt:
+        # Keras writes the finished epochs' scalars to disk only when its writers close, which
+        # fit() does not do when interrupted: close them here, so that no logged epoch is lost.
+        tensorboard.on_train_end()
+        raise
     atomic_save_model(model, run.checkpoint_path("final"))
     summary, report = family.summarize(model, data, train, run)
     run.write_summary(summary)  # its presence marks the run finished …

@@ -221,6 +221,13 @@ def test_ctrl_c_says_how_to_resume_in_one_line(tmp_path, corpus):
     assert error_lines(stderr)[-1] == (f"kerasgen.train: interrupted; continue from the last "
                                        f"finished epoch with: python -m kerasgen.train --resume {out}")
     assert "Traceback" not in stderr
+    # The finished epochs' TensorBoard scalars are on disk, though fit() never ended.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with open(out / "backup" / "state.json") as f:
+        finished = json.load(f)["epoch"]
+    events = EventAccumulator(str(out / "logs" / "train")).Reload()
+    assert len(events.Tensors("epoch_loss")) >= finished >= 1
 
 
 @pytest.mark.slow
