@@ -10,7 +10,7 @@ from kerasgen.errors import ConfigError
 from kerasgen.text.tokenizer import UNKNOWN_ID, CharVocab
 from kerasgen.text.decoding import (BUCKET, banned_by_ngrams, compiled_decoder, filter_top_k,
                                     filter_top_p, generate, generate_ids, generate_uncached,
-                                    gumbel_noise, penalize_repetition)
+                                    gumbel_noise, penalize_repetition, row_keys)
 from kerasgen.family import spread
 from kerasgen.text.metrics import distinct_n, repetition_rate, self_bleu, text_stability
 from kerasgen.text.sampling import Sampling
@@ -123,6 +123,24 @@ def test_transformer_gelu_is_the_exact_gelu():
     np.testing.assert_allclose(gelu(x), keras.activations.gelu(x, approximate=False), atol=1e-6)
 
 
+def test_the_step_layer_norm_is_keras_layer_norm():
+    """The step's leaner LayerNorm must normalize as the layers that trained the weights do,
+    also on a float16 activation (mixed precision), with the statistics in float32."""
+    import keras
+
+    from kerasgen.zoo.transformer import layer_norm
+
+    layer = keras.layers.LayerNormalization(epsilon=1e-5)
+    x = np.random.default_rng(0).normal(3.0, 2.0, (4, 16)).astype(np.float32)
+    layer.build(x.shape)
+    layer.gamma.assign(np.linspace(0.5, 1.5, 16))
+    layer.beta.assign(np.linspace(-1, 1, 16))
+    np.testing.assert_allclose(layer_norm(layer, x), layer(x), atol=1e-5)
+    half = layer_norm(layer, x.astype(np.float16))
+    assert half.dtype == "float16"
+    np.testing.assert_allclose(np.asarray(half, np.float32), layer(x), atol=1e-2)
+
+
 def reference_greedy(model, prompt_ids, count):
     """Greedy decoding by full forward passes over the window the decode loop keeps: the whole
     prefix until a bounded context is full, then its last half, refilled each time it fills up.
@@ -169,6 +187,16 @@ def test_same_seed_same_text_other_seed_other_text_and_blocks_change_nothing(mod
     assert [CharVocab(model.vocabulary).decode(row) for row in blocks] == first
 
 
+def test_requests_with_the_controls_off_draw_what_the_full_sampler_draws(model):
+    """They take a shorter loop (no penalty, bans or filters); top_k = the vocabulary size sends a
+    request through the full one without changing its distribution, so the draws must agree."""
+    for temperature in (0.0, 1.3):
+        plain = generate(model, ["ab", "h"], Sampling(30, temperature=temperature, seed=4))
+        full = generate(model, ["ab", "h"], Sampling(30, temperature=temperature, seed=4,
+                                                     top_k=model.vocab_size))
+        assert plain == full
+
+
 def test_no_retracing_across_prompt_lengths_and_settings(model):
     loop = compiled_decoder(model)
     generate(model, ["a"], Sampling(5, temperature=0))
@@ -200,10 +228,10 @@ def test_metrics_on_hand_made_texts():
 
 
 def test_sampling_noise_is_the_same_under_xla_and_in_plain_graphs_and_follows_softmax():
-    noise = [tf.function(lambda s: gumbel_noise(tf.constant([2, 50]), s), jit_compile=jit)(
+    noise = [tf.function(lambda s: gumbel_noise(row_keys(2, s[0]), s[1], 50), jit_compile=jit)(
         tf.constant([7, 3])).numpy() for jit in (True, False)]
     np.testing.assert_allclose(noise[0], noise[1], rtol=1e-6)  # served graph == compiled CLI loop
     probs = np.array([0.2, 0.3, 0.5], np.float32)
-    draws = tf.argmax(np.log(probs) + gumbel_noise(tf.constant([4000, 3]), tf.constant([5, 1])), -1)
+    draws = tf.argmax(np.log(probs) + gumbel_noise(row_keys(4000, 5), 1, 3), -1)
     np.testing.assert_allclose(np.bincount(draws.numpy(), minlength=3) / 4000, probs, atol=0.03)
 

@@ -20,7 +20,7 @@ def sampling_tensors(sampling):
     """The loop's control inputs (temperature … seed) from a Sampling."""
     return (np.float32(sampling.temperature), np.int32(sampling.top_k), np.float32(sampling.top_p),
             np.float32(sampling.repetition_penalty), np.int32(sampling.no_repeat_ngram),
-            np.array([sampling.seed, 0], np.int32))
+            np.int32(sampling.seed))
 
 
 def penalize_repetition(logits, seen, penalty):
@@ -69,18 +69,17 @@ def filter_top_p(logits, p):
     return tf.where(logits < threshold[:, None], tf.float32.min, logits)
 
 
-def sample_next(logits, seen, banned, temperature, top_k, top_p, repetition_penalty, seed):
-    """Next ids (B,) from logits (B, V), in HF's order: penalty, bans, temperature, top-k, top-p."""
-    vocab = tf.shape(logits)[-1]
-    never = tf.one_hot(UNKNOWN_ID, vocab, on_value=True, off_value=False)[None, :] | banned
-    logits = penalize_repetition(logits, seen, repetition_penalty)
+def sample_next(logits, temperature, noise, top_k=None, top_p=None):
+    """Next ids (B,) from logits (B, V) and Gumbel `noise` (B, V): greedy at temperature 0, else
+    a draw from softmax(logits / temperature), restricted by top-k and top-p when they are given."""
+    never = tf.one_hot(UNKNOWN_ID, tf.shape(logits)[-1], on_value=True, off_value=False)[None, :]
     logits = tf.where(never, tf.float32.min, logits)  # the unknown id is never generated
     greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
     scaled = logits / tf.maximum(temperature, 1e-6)
-    # Both filters sort the vocabulary: skip them when they are off.
-    scaled = tf.cond(top_k > 0, lambda: filter_top_k(scaled, top_k), lambda: scaled)
-    scaled = tf.cond(top_p < 1.0, lambda: filter_top_p(scaled, top_p), lambda: scaled)
-    sampled = tf.argmax(scaled + gumbel_noise(tf.shape(scaled), seed), axis=-1, output_type=tf.int32)
+    if top_k is not None:  # both filters sort the vocabulary: skip them when they are off
+        scaled = tf.cond(top_k > 0, lambda: filter_top_k(scaled, top_k), lambda: scaled)
+        scaled = tf.cond(top_p < 1.0, lambda: filter_top_p(scaled, top_p), lambda: scaled)
+    sampled = tf.argmax(scaled + noise, axis=-1, output_type=tf.int32)
     return tf.where(temperature > 0, sampled, greedy)
 
 
@@ -94,8 +93,15 @@ def _mix32(x):
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
 
 
-def gumbel_noise(shape, seed):
-    """Gumbel(0, 1) noise (B, V) from a counter-based hash of (seed, row, column).
+def row_keys(batch, seed):
+    """(B, 1) int64: each row's hash of the request's seed, the part of the noise's key that
+    stays fixed for a whole request (hashed once, outside the loop)."""
+    rows = tf.range(batch, dtype=tf.int64)[:, None]
+    return _mix32((tf.cast(seed, tf.int64) & 0xFFFFFFFF) ^ (rows * 0x9E3779B9 & 0xFFFFFFFF))
+
+
+def gumbel_noise(keys, step, vocab_size):
+    """Gumbel(0, 1) noise (B, V) from a counter-based hash of (row key, step, column).
 
     argmax(logits + noise) samples from softmax(logits) (the Gumbel-max trick).
     TF's own stateless generators give different numbers under XLA and in plain
@@ -103,10 +109,8 @@ def gumbel_noise(shape, seed):
     runs would disagree for one seed; the integer hash is identical in both, and
     the logs that shape it into Gumbel noise differ at most in the last bit.
     """
-    rows = tf.range(shape[0], dtype=tf.int64)[:, None]
-    cols = tf.range(shape[1], dtype=tf.int64)[None, :]
-    seed = tf.cast(seed, tf.int64) & 0xFFFFFFFF
-    x = _mix32(_mix32(_mix32(seed[0] ^ (rows * 0x9E3779B9 & 0xFFFFFFFF)) ^ seed[1]) ^ cols)
+    cols = tf.range(vocab_size, dtype=tf.int64)[None, :]
+    x = _mix32(_mix32(keys ^ (tf.cast(step, tf.int64) & 0xFFFFFFFF)) ^ cols)
     uniform = (tf.cast(tf.bitwise.right_shift(x, 8), tf.float32) + 0.5) / float(1 << 24)  # (0, 1)
     return -tf.math.log(-tf.math.log(uniform))
 
@@ -145,30 +149,40 @@ def decode_loop(model, jit_compile=True):
         tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
         scalar(tf.int32), scalar(tf.int32), scalar(tf.int32), state_spec,
         scalar(tf.float32), scalar(tf.int32), scalar(tf.float32), scalar(tf.float32),
-        scalar(tf.int32), tf.TensorSpec([2], tf.int32)])
+        scalar(tf.int32), scalar(tf.int32)])
     def loop(tokens, prompt_lengths, start, stop, position, state, temperature, top_k, top_p,
              repetition_penalty, no_repeat_ngram, seed):
         batch = tf.shape(tokens)[0]
         rows = tf.range(batch)
+        keys = row_keys(batch, seed)
 
-        def step(t, position, tokens, seen, state):
+        def step(t, position, tokens, state, *seen):
+            """One token; `seen` (B, V), the ids so far, only in the loop for requests that
+            penalize repetition or filter."""
             logits, state = model.step(tokens[:, t], state, position)
-            seen = seen | tf.one_hot(tokens[:, t], vocab_size, on_value=True, off_value=False)
-            banned = tf.cond(no_repeat_ngram > 0,
-                             lambda: banned_by_ngrams(tokens, t, no_repeat_ngram, vocab_size),
-                             lambda: tf.zeros([batch, vocab_size], tf.bool))
-            sampled = sample_next(tf.cast(logits, tf.float32), seen, banned, temperature, top_k,
-                                  top_p, repetition_penalty, seed + tf.stack([0, t]))
+            logits, filters = tf.cast(logits, tf.float32), {}
+            if seen:
+                new = tf.one_hot(tokens[:, t], vocab_size, on_value=True, off_value=False)
+                seen = (seen[0] | new,)
+                banned = tf.cond(no_repeat_ngram > 0,
+                                 lambda: banned_by_ngrams(tokens, t, no_repeat_ngram, vocab_size),
+                                 lambda: tf.zeros([batch, vocab_size], tf.bool))
+                # Hugging Face's order: the penalty, the bans, then temperature, top-k and top-p.
+                logits = tf.where(banned, tf.float32.min,
+                                  penalize_repetition(logits, seen[0], repetition_penalty))
+                filters = dict(top_k=top_k, top_p=top_p)
+            sampled = sample_next(logits, temperature, gumbel_noise(keys, t, vocab_size),
+                                  **filters)
             nxt = tf.where(t + 1 < prompt_lengths, tokens[:, t + 1], sampled)
             # One column written per step: the step's cost does not grow with the buffer.
             column = tf.stack([rows, tf.fill([batch], t + 1)], axis=1)
             tokens = tf.tensor_scatter_nd_update(tokens, column, nxt)
-            return t + 1, position + 1, tokens, seen, state
+            return (t + 1, position + 1, tokens, state, *seen)
 
-        def steps(until, t, position, tokens, seen, state):
-            return tf.while_loop(lambda t, *_: t < until, step, (t, position, tokens, seen, state))
+        def steps(until, t, position, tokens, state, *seen):
+            return tf.while_loop(lambda t, *_: t < until, step, (t, position, tokens, state, *seen))
 
-        def window(t, position, tokens, seen, state):
+        def window(t, position, tokens, state, *seen):
             """Re-reads the last half window if the cache is full, then steps until it is full
             again: the steps carry the cache through no branch, which would copy it each step."""
             keep = context // 2
@@ -179,15 +193,25 @@ def decode_loop(model, jit_compile=True):
                 lambda: (model.prefill(tf.slice(tf.pad(tokens, [[0, 0], [0, keep]]),
                                                 [0, t - keep], [batch, keep])), keep),
                 lambda: (state, position))
-            return steps(tf.minimum(stop - 1, t + context - position), t, position, tokens, seen, state)
+            until = tf.minimum(stop - 1, t + context - position)
+            return steps(until, t, position, tokens, state, *seen)
 
-        seen = seen_before(tokens, start, vocab_size)
-        if context is None:
-            _, position, tokens, _, state = steps(stop - 1, start, position, tokens, seen, state)
-        else:
-            _, position, tokens, _, state = tf.while_loop(
-                lambda t, *_: t < stop - 1, window, (start, position, tokens, seen, state))
-        return tokens, position, state
+        def decode(filtered):
+            """The loop that carries `seen` for the penalty and the filters, or the shorter one."""
+            carried = (start, position, tokens, state)
+            if filtered:
+                carried += (seen_before(tokens, start, vocab_size),)
+            if context is None:
+                carried = steps(stop - 1, *carried)
+            else:
+                carried = tf.while_loop(lambda t, *_: t < stop - 1, window, carried)
+            return carried[2], carried[1], carried[3]  # tokens, position, state
+
+        # Each op costs TF Serving's executor a kernel launch a token, so a request that
+        # switches the controls off (the defaults) runs a loop without them.
+        controls_off = ((top_k == 0) & (top_p >= 1.0) & (repetition_penalty == 1.0)
+                        & (no_repeat_ngram == 0))
+        return tf.cond(controls_off, lambda: decode(False), lambda: decode(True))
 
     return loop
 

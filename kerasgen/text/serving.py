@@ -87,7 +87,7 @@ class TextServing:
         tokens = ids.to_tensor(default_value=0, shape=tf.stack([batch, size]))
         tokens, _, _ = self.loop(tokens, lengths, 0, stop, 0, self.model.initial_state(batch),
                                  s["temperature"], s["top_k"], s["top_p"], s["repetition_penalty"],
-                                 0, tf.stack([s["seed"], 0]))
+                                 0, s["seed"])
         token_ids = tf.gather(tokens, lengths[:, None] + tf.range(new)[None, :], batch_dims=1)
         text = self.tokenizer.graph_decode(token_ids)
         return {"text": text, "token_ids": token_ids}
