@@ -83,21 +83,23 @@ def sample_next(logits, temperature, noise, top_k=None, top_p=None):
     return tf.where(temperature > 0, sampled, greedy)
 
 
+def _uint32(x):
+    return tf.cast(x, tf.uint32)
+
+
 def _mix32(x):
-    """A 32-bit integer hash (lowbias32) in int64 arithmetic masked to 32 bits."""
-    mask = tf.constant(0xFFFFFFFF, tf.int64)
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
-    x = (x * 0x7FEB352D) & mask
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 15))
-    x = (x * 0x846CA68B) & mask
-    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+    """A 32-bit integer hash (lowbias32) in uint32 arithmetic, whose wrap-around it relies on."""
+    xor, shift = tf.bitwise.bitwise_xor, tf.bitwise.right_shift
+    x = xor(x, shift(x, _uint32(16))) * _uint32(0x7FEB352D)
+    x = xor(x, shift(x, _uint32(15))) * _uint32(0x846CA68B)
+    return xor(x, shift(x, _uint32(16)))
 
 
 def row_keys(batch, seed):
-    """(B, 1) int64: each row's hash of the request's seed, the part of the noise's key that
+    """(B, 1) uint32: each row's hash of the request's seed, the part of the noise's key that
     stays fixed for a whole request (hashed once, outside the loop)."""
-    rows = tf.range(batch, dtype=tf.int64)[:, None]
-    return _mix32((tf.cast(seed, tf.int64) & 0xFFFFFFFF) ^ (rows * 0x9E3779B9 & 0xFFFFFFFF))
+    rows = _uint32(tf.range(batch))[:, None]
+    return _mix32(tf.bitwise.bitwise_xor(_uint32(seed), rows * _uint32(0x9E3779B9)))
 
 
 def gumbel_noise(keys, step, vocab_size):
@@ -109,10 +111,10 @@ def gumbel_noise(keys, step, vocab_size):
     runs would disagree for one seed; the integer hash is identical in both, and
     the logs that shape it into Gumbel noise differ at most in the last bit.
     """
-    cols = tf.range(vocab_size, dtype=tf.int64)[None, :]
-    x = _mix32(_mix32(keys ^ (tf.cast(step, tf.int64) & 0xFFFFFFFF)) ^ cols)
-    uniform = (tf.cast(tf.bitwise.right_shift(x, 8), tf.float32) + 0.5) / float(1 << 24)  # (0, 1)
-    return -tf.math.log(-tf.math.log(uniform))
+    xor = tf.bitwise.bitwise_xor
+    x = _mix32(xor(_mix32(xor(keys, _uint32(step))), _uint32(tf.range(vocab_size))[None, :]))
+    uniform = (tf.cast(tf.bitwise.right_shift(x, _uint32(8)), tf.float32) + 0.5) / float(1 << 24)
+    return -tf.math.log(-tf.math.log(uniform))  # uniform is in (0, 1): finite noise
 
 
 def seen_before(tokens, start, vocab_size):
