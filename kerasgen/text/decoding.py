@@ -160,7 +160,7 @@ def decode_loop(model, jit_compile=True):
 
         def step(t, position, tokens, state, *seen):
             """One token; `seen` (B, V), the ids so far, only in the loop for requests that
-            penalize repetition or filter."""
+            penalize repetition, ban n-grams or filter."""
             logits, state = model.step(tokens[:, t], state, position)
             logits, filters = tf.cast(logits, tf.float32), {}
             if seen:
