@@ -170,7 +170,7 @@ def _serve(args, overrides):
 def _race(args, overrides):
     """Time to nanoGPT's final validation loss: ours against nanoGPT's, on one machine and text."""
     import dataclasses
-    import tempfile
+    import statistics
 
     from kerasgen import race, registry
     from kerasgen.config import TrainConfig, apply_overrides
@@ -182,6 +182,8 @@ def _race(args, overrides):
     if not 1 <= args.eval_every <= args.steps:
         raise UsageError(f"--steps={args.steps} --eval_every={args.eval_every}: "
                          "expected 1 ≤ eval_every ≤ steps")
+    if args.rounds < 1:
+        raise UsageError(f"--rounds={args.rounds}: expected ≥ 1")
     cls = registry.get("transformer")
     # nanoGPT's baby-GPT shape; the batch, steps and peak rate are ours: on 2 cores a batch of
     # 16 costs ~1.2x a step of its 12 here, and at 1.5e-3 reaches its loss in ~25% fewer steps.
@@ -191,9 +193,31 @@ def _race(args, overrides):
     train.check()
     recipe = dataclasses.replace(get_recipe(train.recipe), **{"learning_rate": 1.5e-3, **recipe_changes})
     text = load_text(args.data)
-    curves = {}
     if args.nanogpt:
         race.check_nanogpt(args.nanogpt, args.torch_python)
+    ratios = []
+    for round_ in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            print(f"round {round_} of {args.rounds}", flush=True)
+        curves = _race_round(args, text, train, recipe, model_kwargs)
+        if "nanoGPT" in curves:
+            ratios.append(_race_report(curves))
+    if len(ratios) > 1:  # the machine's speed drifts between runs: each round pairs both sides
+        print(f"kerasgen reaches nanoGPT's loss in {statistics.median(ratios):.2f}x its time, "
+              f"the median of {len(ratios)} rounds (each: {' '.join(f'{r:.2f}' for r in ratios)})")
+    if args.out:
+        race.plot(curves, args.out)
+        print(f"curves: {args.out}")
+
+
+def _race_round(args, text, train, recipe, model_kwargs):
+    """nanoGPT's curve (when given a checkout) then ours, one after the other."""
+    import tempfile
+
+    from kerasgen import race
+
+    curves = {}
+    if args.nanogpt:
         print(f"nanoGPT ({args.nanogpt}, {args.torch_python}): {' '.join(race.NANOGPT_ARGS)}", flush=True)
         with tempfile.TemporaryDirectory() as workdir:
             curves["nanoGPT"] = race.nanogpt(text, args.nanogpt, args.torch_python, workdir,
@@ -203,20 +227,24 @@ def _race(args, overrides):
     curves["kerasgen"] = race.ours(train, recipe, {**race.BABY_GPT, **model_kwargs}, args.eval_every)
     for name, curve in curves.items():
         print(f"{name:9s} " + "  ".join(f"{t:6.1f}s {v:.3f}" for t, _, v in curve[1:]))
-    if "nanoGPT" in curves:
-        target, total = curves["nanoGPT"][-1][2], curves["nanoGPT"][-1][0]
-        reached = race.time_to_reach(curves["kerasgen"], target)
-        final, seconds = curves["kerasgen"][-1][2], curves["kerasgen"][-1][0]
-        print(f"nanoGPT: final validation loss {target:.4f} after {total:.1f} s of training")
-        if reached < float("inf"):
-            print(f"kerasgen: reaches it after {reached:.1f} s = {reached / total:.2f}x nanoGPT's time "
-                  f"(final loss {final:.4f} after {seconds:.1f} s)")
-        else:
-            print(f"kerasgen: does not reach it (final loss {final:.4f} after {seconds:.1f} s = "
-                  f"{seconds / total:.2f}x nanoGPT's time); try more --steps")
-    if args.out:
-        race.plot(curves, args.out)
-        print(f"curves: {args.out}")
+    return curves
+
+
+def _race_report(curves):
+    """Prints when ours reaches nanoGPT's final loss; returns that time over nanoGPT's (or inf)."""
+    from kerasgen import race
+
+    target, total = curves["nanoGPT"][-1][2], curves["nanoGPT"][-1][0]
+    reached = race.time_to_reach(curves["kerasgen"], target)
+    final, seconds = curves["kerasgen"][-1][2], curves["kerasgen"][-1][0]
+    print(f"nanoGPT: final validation loss {target:.4f} after {total:.1f} s of training")
+    if reached < float("inf"):
+        print(f"kerasgen: reaches it after {reached:.1f} s = {reached / total:.2f}x nanoGPT's time "
+              f"(final loss {final:.4f} after {seconds:.1f} s)")
+    else:
+        print(f"kerasgen: does not reach it (final loss {final:.4f} after {seconds:.1f} s = "
+              f"{seconds / total:.2f}x nanoGPT's time); try more --steps")
+    return reached / total
 
 
 def _epoch_end_times(run):
@@ -461,7 +489,10 @@ def main(argv):
     r.add_argument("--nanogpt", metavar="DIR", help="a checkout of karpathy/nanoGPT (optional)")
     r.add_argument("--torch_python", default="python", metavar="PATH",
                    help="a Python with torch, to run nanoGPT (default: python)")
-    r.add_argument("--out", metavar="FILE.png", help="where to draw the loss-vs-time curves")
+    r.add_argument("--rounds", type=int, default=1,
+                   help="run both sides this many times, alternately, and report the median ratio")
+    r.add_argument("--out", metavar="FILE.png",
+                   help="where to draw the loss-vs-time curves (of the last round)")
     s = sub.add_parser("scale", help="training steps/s: one worker against several on this host")
     s.add_argument("--model", default="gru")
     s.add_argument("--workers", type=int, default=2)
