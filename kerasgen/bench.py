@@ -169,9 +169,6 @@ def _serve(args, overrides):
 
 def _race(args, overrides):
     """Time to nanoGPT's final validation loss: ours against nanoGPT's, on one machine and text."""
-    import dataclasses
-    import statistics
-
     from kerasgen import race, registry
     from kerasgen.config import TrainConfig, apply_overrides
     from kerasgen.recipes import get_recipe
@@ -184,6 +181,10 @@ def _race(args, overrides):
                          "expected 1 ≤ eval_every ≤ steps")
     if args.rounds < 1:
         raise UsageError(f"--rounds={args.rounds}: expected ≥ 1")
+    if args.out and not (args.out.lower().endswith(".png")
+                         and os.access(os.path.dirname(os.path.abspath(args.out)), os.W_OK)):
+        raise UsageError(f"--out={args.out}: expected a .png file in a writable folder "
+                         "(checked before training, so the curves are not lost at the end)")
     cls = registry.get("transformer")
     # nanoGPT's baby-GPT shape; the batch, steps and peak rate are ours: on 2 cores a batch of
     # 16 costs ~1.2x a step of its 12 here, and at 1.5e-3 reaches its loss in ~25% fewer steps.

@@ -86,6 +86,8 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_written(args, message, tm
 @pytest.mark.parametrize("args, message", [
     (["--steps=50"], "expected 1 ≤ eval_every ≤ steps"),
     (["--rounds=0"], "--rounds=0: expected ≥ 1"),
+    (["--out=/no/such/dir/race.png"], "expected a .png file in a writable folder"),
+    (["--out=NANO/race.txt"], "expected a .png file in a writable folder"),
     (["--data=/no/such/file.txt"], "data file not found"),
     (["--nanogpt=/no/such/dir"], "not a checkout of karpathy/nanoGPT (no train.py)"),
     (["--nanogpt=NANO", f"--torch_python={sys.executable}"], "cannot run it and import torch"),
