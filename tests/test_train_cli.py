@@ -85,6 +85,7 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_written(args, message, tm
 
 @pytest.mark.parametrize("args, message", [
     (["--steps=50"], "expected 1 ≤ eval_every ≤ steps"),
+    (["--steps=850", "--eval_every=100"], "steps a multiple of eval_every"),  # not 800 silently
     (["--rounds=0"], "--rounds=0: expected ≥ 1"),
     (["--out=/no/such/dir/race.png"], "expected a .png file in a writable folder"),
     (["--out=NANO/race.txt"], "expected a .png file in a writable folder"),
