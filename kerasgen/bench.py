@@ -188,7 +188,7 @@ def _race(args, overrides):
     cls = registry.get("transformer")
     # nanoGPT's baby-GPT shape; the batch, steps and peak rate are ours: on 2 cores a batch of
     # 16 costs ~1.2x a step of its 12 here, and at 1.5e-3 with the default recipe reaches its
-    # loss within 850 steps (seeds 1337, 1, 2: at 787, 822, 837); 900 leave a margin.
+    # loss within 850 steps (seeds 1337, 1, 2: at 787, 822, 837); 900 leaves a margin.
     base = TrainConfig(**{**cls.train_defaults, "data": args.data, "seq_len": 64, "batch_size": 16,
                           "epochs": args.steps // args.eval_every, "steps_per_epoch": args.eval_every})
     train, recipe_changes, model_kwargs = apply_overrides(base, cls, overrides)

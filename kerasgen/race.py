@@ -190,4 +190,12 @@ def plot(curves, path, size=(720, 440)):
     for (name, curve), colour in zip(curves.items(), colours):
         draw.line([xy(t, v) for t, _, v in curve[1:]], fill=colour, width=2)
         draw.text((right - 200, top + 10 + 15 * list(curves).index(name)), name, fill=colour)
-    image.save(path)
+    partial = f"{path}.{os.getpid()}.tmp"  # a full disk leaves no half-written PNG, one line
+    try:
+        image.save(partial, format="PNG")
+        os.replace(partial, path)
+    except OSError as e:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise KerasgenError(f"cannot write {path}: {e.strerror or e} "
+                            "(the figures are printed above)") from None
