@@ -6,6 +6,7 @@ the mean cross-entropy (nats per character) over every non-overlapping
 of karpathy/nanoGPT under a Python that has torch (neither is a kerasgen
 dependency), with its README's CPU baby-GPT command.
 """
+import io
 import math
 import os
 import pickle
@@ -17,6 +18,7 @@ import time
 import numpy as np
 
 from kerasgen.errors import KerasgenError, UsageError
+from kerasgen.rundir import atomic_write
 
 # nanoGPT's README: "a baby GPT on CPU" (4 layers, 4 heads, 128 wide, context 64, batch 12).
 NANOGPT_ARGS = ["--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval=1",
@@ -190,12 +192,6 @@ def plot(curves, path, size=(720, 440)):
     for (name, curve), colour in zip(curves.items(), colours):
         draw.line([xy(t, v) for t, _, v in curve[1:]], fill=colour, width=2)
         draw.text((right - 200, top + 10 + 15 * list(curves).index(name)), name, fill=colour)
-    partial = f"{path}.{os.getpid()}.tmp"  # a full disk leaves no half-written PNG, one line
-    try:
-        image.save(partial, format="PNG")
-        os.replace(partial, path)
-    except OSError as e:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise KerasgenError(f"cannot write {path}: {e.strerror or e} "
-                            "(the figures are printed above)") from None
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write(path, buffer.getvalue())  # a full disk: one line, no half-written PNG
