@@ -86,7 +86,7 @@ def main(argv):
     for quantize, path in lite_paths.items():
         calibration = family.calibration_inputs(model, run) if quantize == "int8" else None
         with filtered_stderr(LITERT_CHATTER.search):
-            data = tflite.convert(family.tflite_function(model), quantize, calibration)
+            data = tflite.convert(model, quantize, calibration)
             tflite.interpreter(data)  # refuse a file the stock interpreter cannot load
         os.makedirs(os.path.dirname(path), exist_ok=True)
         atomic_write(path, data)

@@ -9,8 +9,9 @@ import logging
 import tempfile
 import warnings
 
+import keras
+import numpy as np
 import tensorflow as tf
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 
 @contextlib.contextmanager
@@ -28,21 +29,22 @@ def _quiet_converter():
             logger.setLevel(level)
 
 
-def convert(function, quantize="none", calibration=None):
-    """The .tflite bytes of a concrete function (built-in ops only)."""
-    # Weights frozen into constants first: converted as they are, Keras 3 variables stay
-    # resource variables (VAR_HANDLE/READ_VARIABLE), which int8 calibration cannot read.
-    frozen = convert_variables_to_constants_v2(function)
-    output_names = tf.nest.flatten({name: name for name in function.structured_outputs})
+def frozen_function(model):
+    """The family's LiteRT function of `model`, traced with the weights as constants: converted
+    with its variables, Keras 3's resource variables would stay VAR_HANDLE/READ_VARIABLE ops,
+    which int8 calibration cannot read."""
+    weights = [(variable, tf.constant(np.asarray(variable))) for variable in model.variables]
+    with keras.StatelessScope(state_mapping=weights):  # variables read as these constants
+        return model.family.tflite_function(model)
 
-    @tf.function(input_signature=function.structured_input_signature[0])
-    def named(*inputs):  # freezing returns a flat list: give the outputs their names back
-        return dict(zip(output_names, tf.nest.flatten(frozen(*inputs))))
 
+def convert(model, quantize="none", calibration=None):
+    """The .tflite bytes of `model`'s LiteRT function (built-in ops only)."""
+    function = frozen_function(model)
     # Saved as a SavedModel signature so the converter keeps the input and output names.
     with tempfile.TemporaryDirectory() as folder, _quiet_converter():
         # Without custom gradients: inference needs none, and Keras' swish's would not save frozen.
-        tf.saved_model.save(tf.Module(), folder, signatures={"serving_default": named},
+        tf.saved_model.save(tf.Module(), folder, signatures={"serving_default": function},
                             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

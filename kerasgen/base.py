@@ -4,6 +4,15 @@ import keras
 from kerasgen.errors import ConfigError
 
 
+class _Traced:
+    """The model's traced functions, in a plain object: Keras and TensorFlow track a model's
+    attributes for saving, and a traced function saved with the model would weigh on every
+    .keras file and SavedModel."""
+
+    def __init__(self):
+        self.functions = {}
+
+
 class GenerativeModel(keras.Model):
     """A keras.Model with a family, trainable by the shared recipes.
 
@@ -14,6 +23,25 @@ class GenerativeModel(keras.Model):
 
     family = None  # a kerasgen.family.Family
     monitor = "val_loss"  # what the best checkpoint and early stopping watch (lower is better)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._traced = _Traced()
+
+    def traced(self, key, make):
+        """The function `make()` returns, made once for this model and kept on it (as keras-hub
+        keeps `generate_function`): a decode loop or a sampler, traced on its first call.
+        `compile()` starts afresh, as the model may have changed (frozen layers, LoRA)."""
+        functions = self._traced.functions
+        if key not in functions:
+            if not self.built:  # variables must exist before anything is traced
+                self(self.sample_inputs(1))
+            functions[key] = make()
+        return functions[key]
+
+    def compile(self, *args, **kwargs):
+        self._traced = _Traced()
+        super().compile(*args, **kwargs)
 
     def compile_from_recipe(self, recipe, total_steps, **kwargs):
         """Compiles with the recipe's optimizer(s); `kwargs` go to compile().

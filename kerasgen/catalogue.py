@@ -9,6 +9,8 @@ import importlib
 import importlib.util
 import os
 
+from kerasgen.config import RUN_SETTINGS, own_hyperparameters
+
 
 def _literal(node):
     """A literal's value; `dict(key=literal, …)` too; else the source text."""
@@ -65,14 +67,17 @@ def _models_in(path):
             continue
         keywords = {k.arg: _literal(k.value) for k in call.keywords}
         family = _family(tree, cls_node, classes)
+        arguments = _init_defaults(cls_node) or {}
         yield {"name": _literal(call.args[0]), "description": keywords.get("description", ""),
                "family": family.name if family else "?",
-               "hyperparameters": _init_defaults(cls_node) or {},
+               "hyperparameters": own_hyperparameters(arguments, family) if family else arguments,
+               "run_settings": [key for key in RUN_SETTINGS if key in arguments],
                "train": {**(family.train_defaults if family else {}), **keywords.get("train", {})}}
 
 
 def zoo_models():
-    """[{name, description, family, hyperparameters, train}] of every model in the zoo, by name."""
+    """[{name, description, family, hyperparameters, run_settings, train}] of every model in the
+    zoo, by name; run_settings: the model arguments the run sets (see config.RUN_SETTINGS)."""
     folder = importlib.util.find_spec("kerasgen.zoo").submodule_search_locations[0]
     models = [model for file in sorted(os.listdir(folder))
               if file.endswith(".py") and not file.startswith("_")

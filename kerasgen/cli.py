@@ -24,10 +24,32 @@ _NO_DRIVER_NOISE = re.compile(r"^E\d{4} .*failed call to cuInit")
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are UsageErrors, so `command` reports them in one line."""
+    """An ArgumentParser whose errors are UsageErrors, so `command` reports them in one line, and
+    which takes no abbreviation of an option (`--epoch` is not `--epochs`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message):
         raise UsageError(message)
+
+
+def parse_overrides(rest):
+    """{key: raw value} of the `--key=value` and `--key value` options an ArgumentParser left
+    over (parse_known_args): the settings of training fields, recipes and models."""
+    overrides, i = {}, 0
+    while i < len(rest):
+        item = rest[i]
+        if not item.startswith("--") or len(item) == 2:
+            raise UsageError(f"unexpected argument {item!r}; options look like --key=value")
+        key, eq, value = item[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(rest):
+                raise UsageError(f"--{key} needs a value")
+            i, value = i + 1, rest[i + 1]
+        overrides[key] = value
+        i += 1
+    return overrides
 
 
 def add_run_arguments(p):

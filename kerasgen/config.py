@@ -93,33 +93,64 @@ def _dataclass_fields(cls):
     return {f.name: (_unwrap(hints[f.name]), f.default is None) for f in dataclasses.fields(cls)}
 
 
+# Model arguments whose one home is the run, not the model: the training window is the
+# Transformer's context, and the recipe's dropout is every model's that takes one.
+RUN_SETTINGS = {"seq_len": "train", "dropout": "recipe"}
+
+
 def model_defaults(model_cls):
-    """A model's hyperparameters: its __init__ keyword arguments and their defaults."""
+    """A model's arguments: its __init__ keyword arguments and their defaults."""
     params = inspect.signature(model_cls.__init__).parameters
     return {k: p.default for k, p in params.items()
             if k != "self" and p.default is not inspect.Parameter.empty}
 
 
-def apply_overrides(train, model_cls, overrides):
-    """Routes `{key: raw string}` to the TrainConfig, else the model's hyperparameters, else
-    the recipe, typed as the field it names.
+def own_hyperparameters(defaults, family):
+    """The model's own settings among its arguments' `defaults`, the ones its flags set: not
+    those the run owns (RUN_SETTINGS) nor those its family takes from the data."""
+    return {k: v for k, v in defaults.items()
+            if k not in RUN_SETTINGS and k not in family.data_arguments}
 
-    Returns (TrainConfig, recipe field updates, model kwargs): the recipe is
+
+def hyperparameters(model_cls):
+    """`own_hyperparameters` of a model class."""
+    return own_hyperparameters(model_defaults(model_cls), model_cls.family)
+
+
+def model_arguments(model_cls, train, recipe, flags=None, pretrained=None, data=None):
+    """A model's constructor arguments, each from its one home, in this order: the model config
+    of the run it continues or fine-tunes (`pretrained`), the model flags (`flags`, typed),
+    what the data decides (`data`: a tokenizer, the classes), then the run's own settings
+    (RUN_SETTINGS, from `train` and `recipe`). The rest are the model's defaults."""
+    accepted = model_defaults(model_cls)
+    kwargs = {k: v for k, v in (pretrained or {}).items() if k in accepted}
+    kwargs.update(flags or {})
+    kwargs.update(data or {})
+    kwargs.update({key: getattr(train if home == "train" else recipe, key)
+                   for key, home in RUN_SETTINGS.items() if key in accepted})
+    return kwargs
+
+
+def apply_overrides(train, model_cls, overrides):
+    """Routes each `{key: raw string}` to its one home, a TrainConfig field, a recipe field or
+    one of the model's own hyperparameters (the three are disjoint), typed as the field it names.
+
+    Returns (TrainConfig, recipe field updates, model flags): the recipe is
     chosen by name (a TrainConfig field) before its fields are changed. An
     unknown key or a wrong type raises ConfigError.
     """
     train_fields, recipe_fields = _dataclass_fields(TrainConfig), _dataclass_fields(Recipe)
-    hyper = model_defaults(model_cls)
+    hyper = hyperparameters(model_cls)
     updates = {"train": {}, "recipe": {}, "model": {}}
     for key, raw in overrides.items():
         if key in train_fields:
             updates["train"][key] = _coerce(key, raw, *train_fields[key])
+        elif key in recipe_fields:
+            updates["recipe"][key] = _coerce(key, raw, *recipe_fields[key])
         elif key in hyper:
             default = hyper[key]
             updates["model"][key] = _coerce(key, raw, str if default is None else type(default),
                                             default is None)
-        elif key in recipe_fields:
-            updates["recipe"][key] = _coerce(key, raw, *recipe_fields[key])
         else:
             known = sorted(set(train_fields) | set(hyper) | set(recipe_fields))
             raise ConfigError(f"unknown option --{key}; known: {', '.join(known)}")

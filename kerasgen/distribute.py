@@ -149,22 +149,27 @@ class Task:
 
 
 def task(strategy):
-    """The Task of this process under `strategy` (TF_CONFIG is read for multi_worker only)."""
+    """The Task of this process under `strategy`: for multi_worker, as TensorFlow's own
+    TFConfigClusterResolver reads TF_CONFIG (the chief: the `chief` task, else worker 0)."""
     if strategy != "multi_worker":
         return Task()
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         raise ConfigError("--strategy multi_worker needs TF_CONFIG (the cluster's workers and this "
                           "one's index); see README, 'Scale out'")
+    import tensorflow as tf
+
     try:
-        config = json.loads(raw)
-        spec, kind, index = config["cluster"], config["task"]["type"], int(config["task"]["index"])
-        workers = sum(len(spec.get(k, [])) for k in ("chief", "worker"))
-        if kind not in ("chief", "worker") or not 0 <= index < len(spec[kind]):
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        cluster = resolver.cluster_spec()
+        kind, index = resolver.task_type, resolver.task_id
+        if kind not in ("chief", "worker") or kind not in cluster.jobs or not (
+                0 <= index < cluster.num_tasks(kind)):
             raise ValueError(f"task {kind} {index} is not in the cluster")
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
         raise ConfigError(f"TF_CONFIG is not a valid cluster spec ({e}): {raw[:200]}") from None
-    return Task(kind, index, workers, chief=kind == "chief" or ("chief" not in spec and index == 0))
+    workers = sum(cluster.num_tasks(job) for job in ("chief", "worker") if job in cluster.jobs)
+    return Task(kind, index, workers, chief=kind == "chief" or ("chief" not in cluster.jobs and index == 0))
 
 
 def step_options(train):

@@ -36,6 +36,7 @@ class Family:
     generate_num_samples = 1  # python -m kerasgen.generate's default --num_samples
     evaluate_num_samples = 8  # python -m kerasgen.evaluate's default --num_samples per seed
     log_parts = ()  # the family's own TensorBoard directories under logs/
+    data_arguments = ()  # model arguments the data decides (no flag sets them)
 
     # -- command-line flags (no TensorFlow) ------------------------------------------------
     def add_generate_arguments(self, group):
@@ -46,10 +47,11 @@ class Family:
 
     # -- training ------------------------------------------------------------------------
     def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
-        """Loads and checks the data: returns (model kwargs completed from the data, e.g.
-        the vocabulary, TrainingData). `pretrained`: the RunDir being fine-tuned or resumed,
-        whose data conventions (a vocabulary) the data must follow. The training stream
-        starts at step `first_step` (a resumed run continues where it stopped)."""
+        """Loads and checks the data for a model of `cls` with `model_kwargs` (its arguments
+        before the data: an image size, say): returns (the model arguments the data decides,
+        e.g. the vocabulary or the classes; TrainingData). `pretrained`: the RunDir being
+        fine-tuned or resumed, whose data conventions (a vocabulary) the data must follow.
+        The training stream starts at step `first_step` (a resumed run continues there)."""
         raise NotImplementedError
 
     def run_files(self, model):

@@ -21,7 +21,7 @@ class Recipe:
     clipnorm: float = 1.0  # global gradient-norm clipping
     beta_1: float = 0.9
     beta_2: float = 0.99  # nanoGPT's choice for small character models
-    dropout: float = 0.0  # for models that take `dropout`, unless --dropout sets it
+    dropout: float = 0.0  # of every model that takes `dropout`
     patience: int = 5  # EarlyStopping: epochs without a better monitored score
     d_learning_rate: Optional[float] = None  # GANs: the discriminator's peak rate (None: learning_rate)
 

@@ -6,8 +6,8 @@ import sys
 import tempfile
 
 from kerasgen import distribute
-from kerasgen.cli import Parser, command, start_tensorflow
-from kerasgen.config import TrainConfig, apply_overrides, from_dict, model_defaults
+from kerasgen.cli import Parser, command, parse_overrides, start_tensorflow
+from kerasgen.config import TrainConfig, apply_overrides, from_dict, model_arguments
 from kerasgen.errors import ConfigError, RunError, UsageError
 from kerasgen.recipes import RECIPES, Recipe, get_recipe
 from kerasgen.rundir import RunDir, atomic_write
@@ -73,19 +73,7 @@ def parse_args(argv):
     overrides = {k: getattr(args, k) for k in ("data", "epochs", "recipe", "seed", "out", "strategy",
                                                "precision", "init_from", "tokenizer", "vocab_size")
                  if getattr(args, k) is not None}
-    i = 0
-    while i < len(rest):
-        item = rest[i]
-        if not item.startswith("--") or len(item) == 2:
-            raise UsageError(f"unexpected argument {item!r}; options look like --key=value")
-        key, eq, value = item[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(rest):
-                raise UsageError(f"--{key} needs a value")
-            i, value = i + 1, rest[i + 1]
-        overrides[key] = value
-        i += 1
-    return args, overrides
+    return args, {**overrides, **parse_overrides(rest)}
 
 
 def list_models():
@@ -96,11 +84,11 @@ def list_models():
     rows = []
     for m in zoo_models():
         train = {**dataclasses.asdict(TrainConfig()), **m["train"]}
-        size = ", ".join(f"{k}={v}" for k, v in m["hyperparameters"].items()
-                         if k not in ("vocabulary", "vocab_size"))
+        size = ", ".join(f"{k}={v}" for k, v in m["hyperparameters"].items())
+        run = [f"{k}={train[k]}" for k in shown + tuple(k for k in m["run_settings"] if k in train)]
         rows.append(f"{m['name']:12s} {m['description']} [{m['family']}]\n"
                     f"{'':12s} model:    {size}\n"
-                    f"{'':12s} training: {', '.join(f'{k}={train[k]}' for k in shown)}")
+                    f"{'':12s} training: {', '.join(run)}")
     return "\n".join(rows)
 
 
@@ -111,9 +99,9 @@ class Plan:
     cls: type
     train: TrainConfig
     recipe: Recipe
-    model_kwargs: dict
+    model_flags: dict  # the model hyperparameters given as flags
     run: RunDir = None  # set when resuming
-    pretrained: RunDir = None  # the run whose vocabulary and data conventions to keep
+    pretrained: RunDir = None  # the run whose model, vocabulary and data conventions to keep
 
 
 def _resume_plan(args, overrides):
@@ -136,9 +124,7 @@ def _resume_plan(args, overrides):
     except ConfigError as e:
         raise RunError(f"{run.config_path} is corrupted ({e})") from None
     train, recipe_updates, _ = apply_overrides(run.train_config(), cls, overrides)
-    hyper = model_defaults(cls)
-    return Plan(cls, train.check(), dataclasses.replace(recipe, **recipe_updates),
-                {k: v for k, v in config["model"].items() if k in hyper}, run, run)
+    return Plan(cls, train.check(), dataclasses.replace(recipe, **recipe_updates), {}, run, run)
 
 
 def _fresh_plan(args, overrides):
@@ -152,11 +138,9 @@ def _fresh_plan(args, overrides):
             raise UsageError(f"--init_from {args.init_from} is a {base['model_name']!r} run, "
                              f"not {args.model!r}")
     cls = registry.get(args.model or (base["model_name"] if base else TrainConfig.model))
-    train, recipe_updates, model_kwargs = apply_overrides(TrainConfig(**cls.train_defaults), cls,
-                                                          overrides)
+    train, recipe_updates, model_flags = apply_overrides(TrainConfig(**cls.train_defaults), cls,
+                                                         overrides)
     if base is not None:
-        hyper = model_defaults(cls)
-        model_kwargs = {**{k: v for k, v in base["model"].items() if k in hyper}, **model_kwargs}
         before = pretrained.train_config()
         kept = {"tokenizer": before.tokenizer, "vocab_size": before.vocab_size}  # as the weights are
         changed = [f"--{key}={overrides[key]}" for key, value in kept.items()
@@ -171,7 +155,7 @@ def _fresh_plan(args, overrides):
     recipe = dataclasses.replace(get_recipe(train.recipe), **recipe_updates)
     if train.out is not None and distribute.task(train.strategy).chief:  # others never write there
         RunDir.check_new(train.out)  # before the data and the model take their seconds
-    return Plan(cls, dataclasses.replace(train, model=cls.zoo_name).check(), recipe, model_kwargs,
+    return Plan(cls, dataclasses.replace(train, model=cls.zoo_name).check(), recipe, model_flags,
                 pretrained=pretrained)
 
 
@@ -203,16 +187,15 @@ def _train(plan):
     task = distribute.task(train.strategy)
     strategy = distribute.make_strategy(train.strategy)  # before any op: collectives configure at start
     first_step = trainer.finished_epochs(plan.run) * train.steps_per_epoch if plan.run else 0
-    model_kwargs, data = cls.family.training_data(cls, train, plan.model_kwargs, plan.pretrained,
-                                                  first_step)
-    if "dropout" in model_defaults(cls):
-        model_kwargs.setdefault("dropout", recipe.dropout)
+    pretrained = plan.pretrained.read_config()["model"] if plan.pretrained else None
+    decided, data = cls.family.training_data(
+        cls, train, model_arguments(cls, train, recipe, plan.model_flags, pretrained),
+        plan.pretrained, first_step)
     keras.utils.set_random_seed(train.seed)
     weights = plan.pretrained.load_model("best") if plan.run is None and plan.pretrained else None
-    model = trainer.build_model(cls, model_kwargs, strategy, weights, train.freeze_layers)
-    with strategy.scope():
-        model.compile_from_recipe(recipe, train.epochs * train.steps_per_epoch,
-                                  **distribute.step_options(train))
+    model = trainer.training_model(
+        cls, model_arguments(cls, train, recipe, plan.model_flags, pretrained, decided), train,
+        recipe, strategy, weights)
     config = trainer.run_config(cls, model, train, recipe)
     distribute.check_same_settings(strategy, config)  # before anything is written
     with _run_directory(plan, cls, task) as (run, restore_from):

@@ -153,8 +153,15 @@ class StopOnNonFinite(keras.callbacks.Callback):
                 raise TrainingDiverged(f"weight {variable.path} became non-finite in epoch {epoch + 1}")
 
 
-def build_model(cls, model_kwargs, strategy, pretrained=None, freeze_layers=0):
-    """The model, built (and given the pretrained weights) under `strategy`."""
+def training_model(cls, model_kwargs, train, recipe, strategy=None, pretrained=None):
+    """The model of `cls`, built under `strategy` (default: none), given the weights of the
+    `pretrained` model with `train.freeze_layers` fixed, and compiled with the recipe for
+    `train`'s steps: what every training and every training benchmark starts from."""
+    import tensorflow as tf
+
+    from kerasgen import distribute
+
+    strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         try:
             model = cls(**model_kwargs)
@@ -163,7 +170,9 @@ def build_model(cls, model_kwargs, strategy, pretrained=None, freeze_layers=0):
         model(model.sample_inputs(1))
         if pretrained is not None:
             model.set_weights(pretrained.get_weights())
-        model.freeze_lower(freeze_layers)
+        model.freeze_lower(train.freeze_layers)
+        model.compile_from_recipe(recipe, train.epochs * train.steps_per_epoch,
+                                  **distribute.step_options(train))
     return model
 
 

@@ -82,6 +82,25 @@ def run_python(code_or_args, timeout=300, env=None):
                           timeout=timeout, env={**os.environ, "PYTHONPATH": path, **(env or {})})
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """name → the RunDir of a tiny training run of that model, trained once per test process and
+    shared by every test that only reads it (generate, evaluate, export, fine-tune from it)."""
+    from kerasgen import train
+    from kerasgen.rundir import RunDir
+
+    runs = {}
+
+    def run(name):
+        if name not in runs:
+            out = str(tmp_path_factory.mktemp(f"tiny-{name}") / "run")
+            assert train.main([*tiny_flags(name), "--out", out]) == 0
+            runs[name] = RunDir(out)
+        return runs[name]
+
+    return run
+
+
 @pytest.fixture
 def corpus(tmp_path):
     path = tmp_path / "corpus.txt"

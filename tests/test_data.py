@@ -4,7 +4,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from kerasgen.errors import DataError
-from kerasgen.text.data import load_text, split_ids, text_datasets
+from kerasgen.text.data import load_text, split_text, text_datasets
 from kerasgen.text.tokenizer import CharVocab
 
 
@@ -51,28 +51,34 @@ def test_vocab_round_trips_and_reserves_id_zero():
 
 
 def test_split_is_contiguous_90_10():
-    ids = np.arange(1000)
-    train, val = split_ids(ids, 8)
-    assert len(train) == 900 and train[-1] + 1 == val[0]
+    text = "".join(chr(ord("a") + i % 26) for i in range(1000))
+    train, val = split_text(text)
+    assert len(train) == 900 and train + val == text
     with pytest.raises(DataError, match="too short"):
-        split_ids(np.arange(50), 8)
+        text_datasets(np.arange(45), np.arange(5), 8, 2, 0)
+
+
+def parts(ids):
+    """The 90/10 parts of an id sequence, cut where `split_text` cuts its characters."""
+    cut = len(split_text("x" * len(ids))[0])
+    return ids[:cut], ids[cut:]
 
 
 def test_windows_are_next_token_pairs_and_validation_covers_the_whole_split():
     ids = np.arange(1, 2001, dtype=np.int32)
-    train, val = text_datasets(ids, seq_len=16, batch_size=4, seed=0)
+    train, val = text_datasets(*parts(ids), seq_len=16, batch_size=4, seed=0)
     x, y = next(iter(train))
     assert x.shape == y.shape == (4, 16)
     np.testing.assert_array_equal(x.numpy() + 1, y.numpy())  # consecutive ids: y is x shifted
     assert x.numpy().max() <= 1800  # training windows stay in the first 90%
     inputs = np.concatenate([b[0].numpy().ravel() for b in val])
     assert inputs.min() == 1801 and len(inputs) == (200 - 1) // 16 * 16  # every whole window
-    _, capped = text_datasets(ids, seq_len=16, batch_size=4, seed=0, validation_steps=2)
+    _, capped = text_datasets(*parts(ids), seq_len=16, batch_size=4, seed=0, validation_steps=2)
     assert len(list(capped)) == 2
 
 
 def test_the_training_stream_resumes_exactly_at_any_step():
     ids = np.arange(1, 5001, dtype=np.int32)
-    whole = [b[0].numpy() for b in text_datasets(ids, 8, 4, seed=3)[0].take(10)]
-    later = [b[0].numpy() for b in text_datasets(ids, 8, 4, seed=3, first_step=6)[0].take(4)]
+    whole = [b[0].numpy() for b in text_datasets(*parts(ids), 8, 4, seed=3)[0].take(10)]
+    later = [b[0].numpy() for b in text_datasets(*parts(ids), 8, 4, seed=3, first_step=6)[0].take(4)]
     np.testing.assert_array_equal(np.stack(later), np.stack(whole[6:]))

@@ -11,18 +11,24 @@ import numpy as np
 import pytest
 
 from conftest import MODELS, REPO, TESTS, error_lines, export, tiny_flags, tiny_model
-from kerasgen import distribute, train
+from kerasgen import distribute, registry, train
 from kerasgen.errors import ConfigError
 from kerasgen.recipes import get_recipe
 from kerasgen.rundir import RunDir
 
 PEER_LOSS_BOUND_S = 60  # a worker whose peer died exits within this (it takes ~2 s here)
 RUN_TIMEOUT_S = 240
-# Global batch 4: two examples on each of two workers. No dropout: each replica draws its
-# own masks, so a dropout run on two workers is not the one-worker run.
+# Global batch 4: two examples on each of two workers.
 MULTI = ["--epochs=2", "--steps_per_epoch=3", "--batch_size=4", "--steps_per_execution=1"]
-NO_DROPOUT = {"gru": ["--dropout=0"], "transformer": ["--dropout=0"], "conv": ["--d_dropout=0"],
-              "dense": ["--d_dropout=0"], "vae": [], "diffusion": []}
+
+
+def no_dropout(name):
+    """Flags that switch off every dropout of a model: each replica draws its own masks, so a
+    dropout run on two workers is not the one-worker run."""
+    from kerasgen.config import hyperparameters
+
+    return ["--dropout=0", *(f"--{key}=0" for key in hyperparameters(registry.get(name))
+                             if key.endswith("dropout"))]
 
 
 def _env(tmp_path, **extra):
@@ -115,14 +121,14 @@ def test_the_chief_is_the_chief_task_else_worker_0(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(NO_DROPOUT))
+@pytest.mark.parametrize("name", MODELS)
 def test_two_workers_train_what_one_worker_trains_and_only_the_chief_writes(name, tmp_path):
     """Same seed, same global batch: both workers end with the same weights, equal to one
     worker's up to float order (the batch's gradients and the GAN's synchronized batch-norm
     statistics are summed in another order; Adam's normalized step can turn that into half a
     step, 1e-4 at the GAN's learning rate, on a near-zero gradient); the run directory
     has what a one-worker run has, and the other worker leaves nothing in its TMPDIR."""
-    args = [*tiny_flags(name), *MULTI, *NO_DROPOUT[name]]
+    args = [*tiny_flags(name), *MULTI, *no_dropout(name)]
     single = _start(tmp_path, [*args, "--out", str(tmp_path / "one")], "one", workers=1)
     multi = _start(tmp_path, [*args, "--out", str(tmp_path / "multi"), "--strategy=multi_worker"],
                    "worker")

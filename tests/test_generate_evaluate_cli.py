@@ -3,16 +3,14 @@ import os
 
 import pytest
 
-from conftest import error_lines, tiny_flags
-from kerasgen import evaluate, generate, train
+from conftest import error_lines
+from kerasgen import evaluate, generate
 from kerasgen.rundir import RunDir
 
 
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("text") / "run")
-    assert train.main([*tiny_flags("gru"), "--out", out]) == 0
-    return out
+@pytest.fixture
+def text_run(tiny_run):
+    return tiny_run("gru").path
 
 
 def test_generate_streams_the_prompt_and_its_continuation_reproducibly(text_run, capsys):

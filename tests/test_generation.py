@@ -100,17 +100,22 @@ def test_compiled_steps_match_the_full_pass(model, jit_compile):
         np.testing.assert_allclose(step_logits, logits[:, t], atol=1e-5)
 
 
-def test_the_transformer_step_knows_when_xla_compiles_it():
-    """Its attention kernels are chosen by this: a wrong answer would only show as slowness."""
-    from kerasgen.zoo.transformer import in_xla
+@pytest.mark.parametrize("xla", [False, True])
+def test_the_transformer_step_attends_with_the_kernels_of_the_runtime_that_runs_it(xla):
+    """The decode loop declares whether XLA compiles it: batched matmuls there, broadcasts in
+    the plain graph TF Serving runs op by op. A wrong choice would only show as slowness."""
+    from kerasgen.text.model import tracing_for_xla
 
-    seen = {}
-    for jit_compile in (False, True):
-        def probe(jit_compile=jit_compile):
-            seen[jit_compile] = in_xla()
-            return tf.constant(0)
-        tf.function(probe, jit_compile=jit_compile)()
-    assert seen == {False: False, True: True} and not in_xla()
+    model = tiny_model("transformer")
+
+    def step(ids, state, position):
+        with tracing_for_xla(xla):
+            return model.step(ids, state, position)
+
+    graph = tf.function(step).get_concrete_function(
+        tf.constant([1]), model.initial_state(1), tf.constant(0)).graph
+    batched = [op.type for op in graph.get_operations() if op.type.startswith(("BatchMatMul", "Einsum"))]
+    assert bool(batched) == xla, batched
 
 
 def test_transformer_gelu_is_the_exact_gelu():
@@ -123,22 +128,26 @@ def test_transformer_gelu_is_the_exact_gelu():
     np.testing.assert_allclose(gelu(x), keras.activations.gelu(x, approximate=False), atol=1e-6)
 
 
-def test_the_step_layer_norm_is_keras_layer_norm():
-    """The step's leaner LayerNorm must normalize as the layers that trained the weights do,
-    also on a float16 activation (mixed precision), with the statistics in float32."""
+def test_the_lean_layer_norm_is_keras_layer_norm():
+    """Its fewer kernels must normalize as Keras' own layer does, also on a float16 activation
+    (mixed precision), with the statistics in float32."""
     import keras
 
-    from kerasgen.zoo.transformer import layer_norm
+    from kerasgen.zoo.transformer import LayerNormalization as LayerNorm
 
-    layer = keras.layers.LayerNormalization(epsilon=1e-5)
     x = np.random.default_rng(0).normal(3.0, 2.0, (4, 16)).astype(np.float32)
-    layer.build(x.shape)
-    layer.gamma.assign(np.linspace(0.5, 1.5, 16))
-    layer.beta.assign(np.linspace(-1, 1, 16))
-    np.testing.assert_allclose(layer_norm(layer, x), layer(x), atol=1e-5)
-    half = layer_norm(layer, x.astype(np.float16))
+    layers = {}
+    for cls, dtype in ((keras.layers.LayerNormalization, "float32"), (LayerNorm, "float32"),
+                       (LayerNorm, "mixed_float16")):
+        layer = layers[cls, dtype] = cls(epsilon=1e-5, dtype=dtype)
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 1.5, 16))
+        layer.beta.assign(np.linspace(-1, 1, 16))
+    keras_own = layers[keras.layers.LayerNormalization, "float32"](x)
+    np.testing.assert_allclose(layers[LayerNorm, "float32"](x), keras_own, atol=1e-5)
+    half = layers[LayerNorm, "mixed_float16"](x.astype(np.float16))
     assert half.dtype == "float16"
-    np.testing.assert_allclose(np.asarray(half, np.float32), layer(x), atol=1e-2)
+    np.testing.assert_allclose(np.asarray(half, np.float32), keras_own, atol=1e-2)
 
 
 def reference_greedy(model, prompt_ids, count):

@@ -18,10 +18,6 @@ from kerasgen.rundir import RunDir
 CONDITIONAL = [n for n in IMAGE_MODELS if "num_classes" in model_defaults(registry.get(n))]
 
 
-def test_the_conditional_models_are_the_dcgan_and_the_diffusion_model():
-    assert {"conv", "diffusion"} <= set(CONDITIONAL)
-
-
 @pytest.mark.parametrize("name", CONDITIONAL)
 def test_labels_reach_the_model(name):
     model = tiny_model(name, num_classes=3)
@@ -94,9 +90,9 @@ def test_sampling_controls_out_of_bounds_are_a_usage_error(diffusion, controls, 
 
 def test_the_litert_denoiser_looped_in_python_samples_what_the_model_samples(diffusion):
     from kerasgen.export import tflite
-    from kerasgen.image.serving import litert_sample
+    from kerasgen.zoo.diffusion import litert_sample
 
-    runner = tflite.interpreter(tflite.convert(diffusion.family.tflite_function(diffusion)))
+    runner = tflite.interpreter(tflite.convert(diffusion))
     latent = np.random.default_rng(0).normal(size=diffusion.latent_dim).astype(np.float32)
     ours = litert_sample(runner, diffusion, latent, label=1, steps=4, guidance=2.0)
     theirs = np.asarray(diffusion.decode(latent[None], np.array([1]), steps=4, guidance=2.0))[0]

@@ -6,7 +6,7 @@ from PIL import Image
 
 from conftest import IMAGE_MODELS, tiny_model
 from kerasgen.errors import DataError
-from kerasgen.image.data import image_datasets, image_grid, load_images, prepare_images
+from kerasgen.image.data import image_datasets, image_grid, load_images, prepare_images, split_images
 from kerasgen.image.metrics import frechet_distance
 
 
@@ -38,7 +38,7 @@ def test_mock_tfds_mnist_batches_have_the_right_shape_and_range():
     with tfds.testing.mock_data(num_examples=20):
         images, labels = load_images("tfds:mnist", 12)
     check_images(images)
-    train_ds, val_ds = image_datasets(images, 4, seed=0)
+    train_ds, val_ds = image_datasets(images, split_images(len(images), 0), 4, seed=0)
     batch = next(iter(train_ds)).numpy()
     assert batch.shape == (4, 12, 12, 1) and 0.0 <= batch.min() and batch.max() <= 1.0
     assert sum(len(b) for b in val_ds) == 2  # 10% of 20
@@ -46,8 +46,9 @@ def test_mock_tfds_mnist_batches_have_the_right_shape_and_range():
 
 def test_the_training_stream_resumes_exactly_at_any_step():
     images = np.random.default_rng(0).random((50, 4, 4, 1)).astype(np.float32)
-    whole = [b.numpy() for b in image_datasets(images, 8, seed=3)[0].take(12)]
-    later = [b.numpy() for b in image_datasets(images, 8, seed=3, first_step=7)[0].take(5)]
+    split = split_images(len(images), 3)
+    whole = [b.numpy() for b in image_datasets(images, split, 8, seed=3)[0].take(12)]
+    later = [b.numpy() for b in image_datasets(images, split, 8, seed=3, first_step=7)[0].take(5)]
     np.testing.assert_array_equal(np.stack(later), np.stack(whole[7:]))
 
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import MODELS
 from kerasgen import registry
 from kerasgen.catalogue import zoo_models
-from kerasgen.config import TrainConfig, apply_overrides, from_dict, model_defaults
+from kerasgen.config import TrainConfig, apply_overrides, from_dict, hyperparameters
 from kerasgen.errors import ConfigError
 from kerasgen.family import families
 from kerasgen.recipes import Recipe, get_recipe
@@ -32,12 +32,16 @@ def test_registered_class_is_keras_serializable():
     assert keras.saving.get_registered_object("kerasgen>GRUGenerator") is cls
 
 
-def test_every_model_has_a_family_and_trains_with_its_defaults_and_its_own():
-    for name in MODELS:
-        cls = registry.get(name)
-        assert cls.family in families()
-        assert {**cls.family.train_defaults, **cls.train_defaults} == cls.train_defaults
-        TrainConfig(**cls.train_defaults).check()
+@pytest.mark.parametrize("name", [m["name"] for m in zoo_models()])
+def test_a_new_run_trains_with_the_defaults_its_source_declares(name):
+    """The family's training defaults and the model's own (`register(train=…)`), as the sources
+    say them (read without importing), are what a run of the model gets."""
+    from kerasgen.train import _fresh_plan, parse_args
+
+    listed = {m["name"]: m for m in zoo_models()}[name]
+    plan = _fresh_plan(parse_args(["--model", name])[0], {})
+    assert registry.get(name).family in families()
+    assert {key: getattr(plan.train, key) for key in listed["train"]} == listed["train"]
 
 
 def test_the_source_catalogue_lists_exactly_what_the_zoo_registers():
@@ -49,7 +53,7 @@ def test_the_source_catalogue_lists_exactly_what_the_zoo_registers():
         cls = registry.get(name)
         assert listed[name]["description"] == cls.description
         assert listed[name]["family"] == cls.family.name
-        assert listed[name]["hyperparameters"] == model_defaults(cls)
+        assert listed[name]["hyperparameters"] == hyperparameters(cls)
         assert listed[name]["train"] == cls.train_defaults
 
 
@@ -57,10 +61,36 @@ def test_overrides_route_to_training_model_and_recipe_with_types():
     train, recipe, model_kwargs = apply_overrides(
         TrainConfig(), registry.get("transformer"),
         {"batch_size": "12", "learning_rate": "3e-4", "num_layers": "4", "dropout": "0.1",
-         "tie_weights": "false", "jit_compile": "0", "weight_decay": "0.05", "validation_steps": "none"})
-    assert (train.batch_size, train.jit_compile, train.validation_steps) == (12, False, None)
-    assert recipe == {"learning_rate": 3e-4, "weight_decay": 0.05}
-    assert model_kwargs == {"num_layers": 4, "dropout": 0.1, "tie_weights": False}
+         "tie_weights": "false", "jit_compile": "0", "weight_decay": "0.05", "validation_steps": "none",
+         "seq_len": "32"})
+    assert (train.batch_size, train.jit_compile, train.validation_steps, train.seq_len) == (
+        12, False, None, 32)
+    assert recipe == {"learning_rate": 3e-4, "weight_decay": 0.05, "dropout": 0.1}
+    assert model_kwargs == {"num_layers": 4, "tie_weights": False}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_setting_has_one_home_and_reaches_the_model_from_it(name):
+    """A flag names a training field, a recipe field or a model's own hyperparameter, never two;
+    the model arguments the run owns come from the run, the data's from the data, the rest from
+    the flags over the pretrained run's."""
+    from kerasgen.config import RUN_SETTINGS, model_arguments, model_defaults
+
+    cls = registry.get(name)
+    homes = [{f.name for f in dataclasses.fields(TrainConfig)},
+             {f.name for f in dataclasses.fields(Recipe)}, set(hyperparameters(cls))]
+    assert all(not (a & b) for i, a in enumerate(homes) for b in homes[i + 1:])
+    for key in set(cls.family.data_arguments) - homes[0]:
+        with pytest.raises(ConfigError, match=f"unknown option --{key}"):
+            apply_overrides(TrainConfig(), cls, {key: "x"})
+    train, recipe = TrainConfig(seq_len=24), dataclasses.replace(get_recipe("default"), dropout=0.2)
+    data = {key: f"data: {key}" for key in cls.family.data_arguments}
+    pretrained = {key: f"pretrained: {key}" for key in model_defaults(cls)}
+    flagged = next(iter(hyperparameters(cls)))
+    kwargs = model_arguments(cls, train, recipe, {flagged: "flag"}, pretrained, data)
+    run_values = {"seq_len": 24, "dropout": 0.2}
+    assert kwargs == {key: run_values[key] if key in RUN_SETTINGS else data.get(
+        key, "flag" if key == flagged else f"pretrained: {key}") for key in {*model_defaults(cls), *data}}
 
 
 def test_every_recipe_field_is_settable_and_gans_take_their_own_discriminator_rate():

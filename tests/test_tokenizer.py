@@ -106,7 +106,7 @@ def test_a_bpe_model_serves_and_runs_on_litert_like_in_process(name, bpe, tmp_pa
                  temperature=tf.constant([0.0]), top_k=tf.constant([0]), top_p=tf.constant([1.0]),
                  repetition_penalty=tf.constant([1.0]), seed=tf.constant([0]))
     assert [t.decode() for t in out["text"].numpy()] == expected
-    runner = tflite.interpreter(tflite.convert(model.family.tflite_function(model)))
+    runner = tflite.interpreter(tflite.convert(model))
     expected = generate(model, ["北"], Sampling(3, temperature=0))[0]  # within the tiny context
     assert tflite_generate(runner, model, "北", 3) == expected
 

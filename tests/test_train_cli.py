@@ -21,7 +21,9 @@ GRU = tiny_flags("gru")
                                      ["-m", "kerasgen.generate", "--help"],
                                      ["-m", "kerasgen.evaluate", "--help"],
                                      ["-m", "kerasgen.export", "--help"],
-                                     ["-m", "kerasgen.client", "--help"]])
+                                     ["-m", "kerasgen.client", "--help"],
+                                     ["-m", "kerasgen.bench", "--help"],
+                                     ["-m", "kerasgen.bench", "race", "--help"]])
 def test_help_and_list_answer_without_importing_tensorflow(command):
     """TensorFlow's import alone takes seconds: --help and --list must not pay for it."""
     code = (f"import runpy, sys\nsys.argv = ['x', *{command[2:]!r}]\n"
@@ -94,12 +96,12 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_written(args, message, tm
     (["--nanogpt=NANO", f"--torch_python={sys.executable}"], "cannot run it and import torch"),
 ])
 def test_bench_race_bad_input_is_one_line_and_exit_2_before_training(args, message, tmp_path, capsys):
-    from kerasgen import bench
+    from kerasgen.bench.__main__ import main as bench_main
 
     for name in ("train.py", "model.py", "configurator.py"):  # a nanoGPT look-alike
         (tmp_path / name).write_text("")
     args = [a.replace("NANO", str(tmp_path)) for a in args]
-    assert bench.main(["race", *args]) == 2
+    assert bench_main(["race", *args]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and message in lines[0], lines
 
@@ -109,9 +111,9 @@ def test_bench_race_bad_input_is_one_line_and_exit_2_before_training(args, messa
     (["--model=gru", "--units=0"], "the training command failed"),
 ])
 def test_bench_scale_bad_input_is_one_line_and_exit_2(args, message, capsys):
-    from kerasgen import bench
+    from kerasgen.bench.__main__ import main as bench_main
 
-    assert bench.main(["scale", "--steps=1", *args]) == 2
+    assert bench_main(["scale", "--steps=1", *args]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and message in lines[0], lines
 
@@ -121,9 +123,9 @@ def test_bench_scale_bad_input_is_one_line_and_exit_2(args, message, capsys):
     (["--models", "gan"], "unknown model 'gan'"), (["--models", "conv:colour=1"], "unknown option --colour"),
 ])
 def test_bench_images_bad_input_is_one_line_and_exit_2_before_training(args, message, tmp_path, capsys):
-    from kerasgen import bench
+    from kerasgen.bench.__main__ import main as bench_main
 
-    assert bench.main(["images", "--out", str(tmp_path / "runs"), *args]) == 2
+    assert bench_main(["images", "--out", str(tmp_path / "runs"), *args]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and message in lines[0], lines
     assert not (tmp_path / "runs").exists()
@@ -135,9 +137,9 @@ def test_bench_images_bad_input_is_one_line_and_exit_2_before_training(args, mes
 ])
 def test_bench_tokenizers_bad_input_is_one_line_and_exit_2_before_training(args, message, tmp_path,
                                                                            capsys):
-    from kerasgen import bench
+    from kerasgen.bench.__main__ import main as bench_main
 
-    assert bench.main(["tokenizers", "--out", str(tmp_path / "runs"), *args]) == 2
+    assert bench_main(["tokenizers", "--out", str(tmp_path / "runs"), *args]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and message in lines[0], lines
     assert not (tmp_path / "runs").exists()
@@ -146,7 +148,7 @@ def test_bench_tokenizers_bad_input_is_one_line_and_exit_2_before_training(args,
 def test_race_reads_the_time_to_a_loss_off_the_curve_and_draws_even_one_point(tmp_path):
     from PIL import Image
 
-    from kerasgen import race
+    from kerasgen.bench import race
 
     curve = [(0.0, 0, 3.0), (10.0, 100, 2.0), (20.0, 200, 1.0)]
     assert race.time_to_reach(curve, 1.5) == pytest.approx(15.0)
@@ -159,7 +161,7 @@ def test_race_reads_the_time_to_a_loss_off_the_curve_and_draws_even_one_point(tm
 def test_race_curves_on_a_full_disk_are_one_line_and_leave_no_half_written_png(tmp_path, monkeypatch):
     import errno
 
-    from kerasgen import race
+    from kerasgen.bench import race
     from kerasgen.errors import KerasgenError
 
     def full_disk(fd):  # the PNG's bytes are half on disk when the disk fills

@@ -1,11 +1,12 @@
 """Checks every registered model at its tiny size: a new model needs no new test code."""
 import inspect
 import json
+import os
 
 import numpy as np
 import pytest
 
-from conftest import MODELS, run_python, tiny_kwargs, tiny_model
+from conftest import MODELS, TESTS, run_python, tiny_kwargs, tiny_model
 from kerasgen import registry
 from kerasgen.config import model_defaults
 from kerasgen.recipes import get_recipe
@@ -98,3 +99,15 @@ def test_keras_file_loads_in_a_fresh_process_with_equal_outputs(name, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == type(model).__name__
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), np.asarray(model(inputs)))
+
+
+def test_a_transformer_saved_by_an_earlier_kerasgen_loads_with_the_same_outputs():
+    """tests/saved/transformer-0.2.0.keras was saved by kerasgen 0.2.0 (before its block and
+    attention were rewritten as one), with the logits it gave for ids 1..5: users' runs must
+    keep loading, and keep meaning what they meant."""
+    import keras
+
+    model = keras.saving.load_model(os.path.join(TESTS, "saved", "transformer-0.2.0.keras"),
+                                    compile=False)
+    expected = np.load(os.path.join(TESTS, "saved", "transformer-0.2.0-logits.npy"))
+    np.testing.assert_allclose(model(np.array([[1, 2, 3, 4, 5]])), expected, atol=1e-5)

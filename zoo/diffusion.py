@@ -1,8 +1,8 @@
 """A denoising diffusion model: a small U-Net trained to predict noise, sampled with DDIM."""
 import math
-import weakref
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -76,9 +76,6 @@ def attention_block(x, heads=4):
     h = keras.layers.Reshape((height * width, channels))(h)
     h = keras.layers.MultiHeadAttention(heads, max(1, channels // heads))(h, h)
     return x + keras.layers.Reshape((height, width, channels))(h)
-
-
-_SAMPLERS = weakref.WeakKeyDictionary()  # model → its traced DDIM loop
 
 
 @register("diffusion", tiny=dict(image_size=8, filters=4, levels=2, ema=0.9, num_classes=2),
@@ -222,14 +219,13 @@ class DiffusionModel(ImageGenerator):
         """Starting noise (B, latent_dim) → images in [0, 1] after `steps` DDIM steps (the
         `sampling_controls`, their defaults where not given); `seed` draws the fresh noise of
         eta > 0."""
-        if self not in _SAMPLERS:
-            _SAMPLERS[self] = tf.function(self._sample, reduce_retracing=True)
+        sampler = self.traced("ddim", lambda: tf.function(self._sample, reduce_retracing=True))
         controls = {name: tf.cast(controls.get(name, default), dtype)
                     for name, (dtype, default, _, _) in self.sampling_controls.items()}
         if self.conditional and labels is None:
             labels = self.default_labels(ops.shape(latent)[0])
         labels = tf.zeros([0], tf.int32) if labels is None else tf.cast(labels, tf.int32)
-        return _SAMPLERS[self](tf.cast(latent, tf.float32), labels, tf.cast(seed, tf.int32), **controls)
+        return sampler(tf.cast(latent, tf.float32), labels, tf.cast(seed, tf.int32), **controls)
 
     def _sample(self, latent, labels, seed, steps, eta, guidance):
         """keras-io's reverse diffusion with DDIM steps from t = 1 down to t = 1/steps; the last
@@ -251,13 +247,9 @@ class DiffusionModel(ImageGenerator):
         return (clean + 1.0) / 2.0
 
     def litert_function(self):
-        from kerasgen.image.serving import denoiser_function
-
         return denoiser_function(self)
 
     def litert_calibration(self, count=64):
-        from kerasgen.image.serving import denoiser_calibration
-
         return denoiser_calibration(self, count)
 
     def get_config(self):
@@ -266,3 +258,58 @@ class DiffusionModel(ImageGenerator):
         return {**config, "filters": self.filters, "levels": self.levels, "blocks": self.blocks,
                 "attention": self.attention, "ema": self.ema, "label_dropout": self.label_dropout,
                 "num_classes": self.num_classes}
+
+
+def denoiser_function(model):
+    """A diffusion model's noise predictor at batch 1: noisy image (1, H, W, C) and its noise
+    variance (1,) [, label (1,), the null class num_classes for none] → predicted noise. The
+    sampling loop stays outside, as in `litert_sample`."""
+    specs = [tf.TensorSpec([1, *model.image_shape], tf.float32, name="noisy_images"),
+             tf.TensorSpec([1], tf.float32, name="noise_variance")]
+    if model.conditional:
+        specs.append(tf.TensorSpec([1], tf.int32, name="label"))
+
+    @tf.function(input_signature=specs)
+    def denoise(*inputs):
+        return {"noise": model.ema_network(list(inputs), training=False)}
+
+    return denoise.get_concrete_function()
+
+
+def denoiser_calibration(model, count=64, seed=0):
+    """Representative denoiser inputs: noise at diffusion times spread over the whole schedule."""
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for i in range(count):
+        noise_rate, _ = diffusion_rates(np.float32((i + 0.5) / count))
+        row = {"noisy_images": rng.normal(size=(1, *model.image_shape)).astype("float32"),
+               "noise_variance": np.array([float(noise_rate) ** 2], np.float32)}
+        if model.conditional:
+            row["label"] = np.array([i % (model.num_classes + 1)], np.int32)
+        inputs.append(row)
+    return inputs
+
+
+def litert_sample(runner, model, latent, label=None, steps=20, guidance=None):
+    """Deterministic DDIM (eta = 0) by looping the LiteRT denoiser, as a mobile app would: the
+    reference use of a diffusion model's .tflite. latent: the starting noise (latent_dim,);
+    guidance: the model's default when None."""
+    if guidance is None:
+        guidance = model.sampling_controls["guidance"][1]
+    denoise = runner.get_signature_runner()
+    x = np.asarray(latent, np.float32).reshape(1, *model.image_shape)
+    clean = x
+    for i in range(steps):
+        t, t_next = 1.0 - i / steps, 1.0 - (i + 1) / steps
+        variance = np.array([float(diffusion_rates(np.float32(t))[0]) ** 2], np.float32)
+        if label is None:
+            extra = {"label": np.array([model.num_classes], np.int32)} if model.conditional else {}
+            noise = denoise(noisy_images=x, noise_variance=variance, **extra)["noise"]
+        else:
+            conditioned, unconditioned = (
+                denoise(noisy_images=x, noise_variance=variance, label=np.array([c], np.int32))["noise"]
+                for c in (label, model.num_classes))
+            noise = unconditioned + guidance * (conditioned - unconditioned)
+        x, clean = (np.asarray(v) for v in ddim_update(x, noise, np.float32(t), np.float32(t_next),
+                                                       0.0, np.zeros_like(x)))
+    return (clean[0] + 1.0) / 2.0

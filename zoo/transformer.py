@@ -1,19 +1,18 @@
-"""GPT-style decoder-only Transformer (nanoGPT's shape) with a key/value cache for generation."""
+"""GPT-style decoder-only Transformer (nanoGPT's shape) with a key/value cache for generation.
+
+One block and one attention serve every use: training reads the whole window with no cache;
+generation's one-token step and the prefill that refills the cache write their keys and values
+into it (keras-hub's CachedMultiHeadAttention shape), in the XLA-compiled CLI loop, in the plain
+graph TF Serving runs and in LiteRT alike.
+"""
 import keras
 import tensorflow as tf
 from keras import ops
 
 from kerasgen.registry import register
-from kerasgen.text.model import CausalLM
+from kerasgen.text.model import CausalLM, traced_for_xla
 
 MASKED = -3e4  # a score no softmax weight survives (exp underflows), yet finite in float16
-
-
-def attend(q, k, v, mask):
-    """Scaled dot-product attention; q (B, Tq, H, D), k/v (B, Tk, H, D), mask (Tq, Tk) or (B, 1, Tq, Tk)."""
-    scores = ops.einsum("bqhd,bkhd->bhqk", q, k) * (1.0 / float(q.shape[-1]) ** 0.5)
-    scores = ops.where(mask, scores, ops.full_like(scores, MASKED))
-    return ops.einsum("bhqk,bkhd->bqhd", ops.softmax(scores, axis=-1), v)  # (B, Tq, H, D)
 
 
 def gelu(x):
@@ -22,100 +21,133 @@ def gelu(x):
     return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
 
 
-def layer_norm(layer, x):
-    """The LayerNormalization `layer` (last axis) on x, as the one-token step computes it: 9
-    plain-graph kernels where Keras' own takes 14, and TF Serving runs 9 of them a token."""
-    x32 = ops.cast(x, "float32")  # statistics in float32 under mixed precision, as Keras does
-    centered = x32 - ops.mean(x32, axis=-1, keepdims=True)
-    variance = ops.mean(ops.square(centered), axis=-1, keepdims=True)
-    normalized = centered * ops.rsqrt(variance + layer.epsilon)
-    return ops.cast(normalized * layer.gamma + layer.beta, x.dtype)
+@keras.saving.register_keras_serializable(package="kerasgen")
+class LayerNormalization(keras.layers.LayerNormalization):
+    """Keras' LayerNormalization over the last axis, written in 9 plain-graph kernels where
+    Keras' own takes 14: TF Serving runs each of them for every generated token. The
+    statistics are float32 under mixed precision, as Keras computes them. (Keras' class
+    name: a .keras file stores a model's layers under their class names, so the runs saved
+    before keep loading.)"""
+
+    def call(self, x):
+        x32 = ops.cast(x, "float32")
+        centered = x32 - ops.mean(x32, axis=-1, keepdims=True)
+        variance = ops.mean(ops.square(centered), axis=-1, keepdims=True)
+        normalized = centered * ops.rsqrt(variance + self.epsilon)
+        return ops.cast(normalized * self.gamma + self.beta, self.compute_dtype)
 
 
-def kernel_and_bias(layer, dtype):
-    """A Dense layer's kernel and bias in the compute dtype, for the one-token step.
-
-    The step adds each bias where TF's grappler cannot take it for a BiasAdd: to the residual
-    or across a reshape. Grappler would fuse the matmul and the bias into oneDNN's
-    _MklNativeFusedMatMul, which is twice as slow as a plain matmul at one row: TF Serving
-    took 0.76 ms a token with it and 0.64 ms without. XLA fuses either form; LiteRT runs
-    the residual's bias as one more ADD a projection, no slower (measured)."""
-    return ops.cast(layer.kernel, dtype), ops.cast(layer.bias, dtype)
+def softmax(scores):
+    """Written out: fewer kernels than TF's oneDNN Softmax in a plain graph, the same under XLA."""
+    weights = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
+    return weights / ops.sum(weights, axis=-1, keepdims=True)
 
 
-def in_xla():
-    """Whether the function being traced will be compiled by XLA (jit_compile): the
-    one-token step picks its attention kernels by the runtime that will run them."""
-    from tensorflow.python.ops import control_flow_util
+def attention(q, keys, values, mask):
+    """Scaled dot-product attention: q (B, H, T, D) over keys and values (B, H, S, D), `mask`
+    (T, S) added to the scores (MASKED where a query may not look) → (B, H, T, D).
 
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    One query (the decode step) in a graph that TF runs op by op (TF Serving, LiteRT) is a
+    broadcast multiply and a sum: oneDNN's batched matmul takes ~60 µs a layer at these sizes,
+    the broadcasts ~20. Under XLA, and for longer queries, batched matmuls (~4 µs a layer):
+    TF's einsum, which XLA contracts in place, where Keras' rewrites the scores as a transpose
+    of the keys and a matmul, a copy of the whole cache every step."""
+    scale = 1.0 / float(q.shape[-1]) ** 0.5
+    if q.shape[2] == 1 and not traced_for_xla():
+        weights = softmax(ops.sum(q * keys, axis=-1) * scale + mask)  # (B, H, S)
+        return ops.sum(weights[..., None] * values, axis=2, keepdims=True)
+    weights = softmax(tf.einsum("bhqd,bhkd->bhqk", q, keys) * scale + mask)  # (B, H, T, S)
+    return tf.einsum("bhqk,bhkd->bhqd", weights, values)
+
+
+def _one(length):
+    """Whether a (possibly symbolic) sequence length is statically 1: the decode step."""
+    return isinstance(length, int) and length == 1
+
+
+def causal_mask(length, dtype):
+    """(T, T): each position sees itself and the ones before."""
+    positions = ops.arange(length)
+    return ops.cast(ops.where(positions[:, None] >= positions[None, :], 0.0, MASKED), dtype)
+
+
+def cache_update(batch, heads, size, start, length, dtype):
+    """(slots, mask): where every block writes the keys and values of `length` new positions
+    from `start` ((B, H, T, 3) scatter indices into its (B, H, S, D) cache), and what each of
+    them may see ((T, S)). Made once per step for all blocks."""
+    positions = start + ops.arange(length)  # (T,)
+    shape = (batch, heads, length)
+    slots = ops.stack([ops.broadcast_to(ops.arange(batch)[:, None, None], shape),
+                       ops.broadcast_to(ops.arange(heads)[None, :, None], shape),
+                       ops.broadcast_to(positions[None, None, :], shape)], axis=-1)
+    return slots, ops.cast(ops.where(ops.arange(size)[None, :] <= positions[:, None], 0.0, MASKED),
+                           dtype)
 
 
 class Block(keras.layers.Layer):
-    """Pre-LayerNorm block: x + attention(ln(x)), then x + mlp(ln(x))."""
+    """Pre-LayerNorm block: x + attention(ln(x)), then x + mlp(ln(x)).
+
+    Its matmuls take (B·T, C) rows: a matmul of rank 3 becomes a dozen shape ops in a plain
+    graph, run for every token. Each bias is added where TF's grappler cannot fuse it with its
+    matmul (to the residual, across a reshape): oneDNN's fused kernel is twice as slow at one
+    row (TF Serving: 0.76 against 0.64 ms a token); XLA and LiteRT do not mind either form.
+    """
 
     def __init__(self, num_heads, embed_dim, dropout, **kwargs):
         super().__init__(**kwargs)
         self.num_heads, self.head_dim = num_heads, embed_dim // num_heads
-        self.ln1 = keras.layers.LayerNormalization(epsilon=1e-5)
+        self.ln1 = LayerNormalization(epsilon=1e-5)
         self.qkv = keras.layers.Dense(3 * embed_dim)  # one fused matmul for q, k and v
         self.proj = keras.layers.Dense(embed_dim)
-        self.ln2 = keras.layers.LayerNormalization(epsilon=1e-5)
+        self.ln2 = LayerNormalization(epsilon=1e-5)
         self.fc = keras.layers.Dense(4 * embed_dim, activation=gelu)
         self.fc_out = keras.layers.Dense(embed_dim)
         self.drop = keras.layers.Dropout(dropout)
 
-    def call(self, x, training=False):
-        """x (B, T, C) → (B, T, C), with this layer's keys and values (B, T, H, D)."""
-        b, t = ops.shape(x)[0], ops.shape(x)[1]
-        qkv = ops.reshape(self.qkv(self.ln1(x)), (b, t, 3, self.num_heads, self.head_dim))
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # each (B, T, H, D)
-        causal = ops.arange(t)[:, None] >= ops.arange(t)[None, :]
-        y = ops.reshape(attend(q, k, v, causal), (b, t, self.num_heads * self.head_dim))
-        x = x + self.drop(self.proj(y), training=training)
-        x = x + self.drop(self.fc_out(self.fc(self.ln2(x))), training=training)
-        return x, (k, v)
+    def build(self, input_shape):
+        width = input_shape[-1]
+        for layer, features in ((self.ln1, width), (self.qkv, width), (self.proj, width),
+                                (self.ln2, width), (self.fc, width), (self.fc_out, 4 * width)):
+            layer.build((None, features))
 
-    def step(self, x, cache, slot, hidden):
-        """x (B, C); cache = (keys, values), each (B, H, S, D); `slot` (B, H, 3) indexes this
-        position in the cache, `hidden` (S,) is MASKED on the slots not yet written.
+    def _heads(self, rows, length, parts, bias):
+        """(B·T, parts·H·D) rows + bias → `parts` tensors (B, H, T, D)."""
+        heads, dim = self.num_heads, self.head_dim
+        bias = ops.cast(bias, rows.dtype)
+        if _one(length):  # moving a length-1 axis is a reshape: no transpose kernel per token
+            split = ops.reshape(rows, (-1, parts, heads, 1, dim)) + ops.reshape(bias, (parts, heads, 1, dim))
+            return ops.unstack(split, axis=1)
+        split = ops.reshape(rows, (-1, length, parts, heads, dim)) + ops.reshape(bias, (parts, heads, dim))
+        return ops.unstack(ops.transpose(split, (2, 0, 3, 1, 4)), axis=0)
 
-        Rank-2 activations around the projections: a Dense on (B, 1, C) becomes a dozen
-        shape ops around its matmul in a plain graph, and TF Serving runs each of them
-        for every token. The heads lead the cache, so that each head's keys are one
-        contiguous block for either form of the one-query attention below.
-        """
-        heads = self.num_heads  # -1 for the batch below: no shape ops in the plain graph
-        kernel, bias = kernel_and_bias(self.qkv, x.dtype)
-        qkv = (ops.reshape(ops.matmul(layer_norm(self.ln1, x), kernel), (-1, 3, heads, self.head_dim))
-               + ops.reshape(bias, (3, heads, self.head_dim)))
-        q, k, v = ops.unstack(qkv, axis=1)
-        # A scatter of one position: under XLA it updates the loop's buffer in place, and the
-        # plain graph (TF Serving) and LiteRT run it as stock ops (TensorScatterUpdate, SCATTER_ND).
-        keys = ops.scatter_update(cache[0], slot, ops.cast(k, cache[0].dtype))
-        values = ops.scatter_update(cache[1], slot, ops.cast(v, cache[1].dtype))
-        scale = 1.0 / float(self.head_dim) ** 0.5
-        if in_xla():
-            # Batched matmuls: ~4 µs a layer at batch 8 under XLA, where the multiply-and-sum
-            # below costs ~15 µs; TF's plain-graph executor takes ~60 µs for each of them.
-            scores = ops.einsum("bhd,bhkd->bhk", q, keys) * scale + hidden  # (B, H, S)
-            weights = ops.softmax(scores, axis=-1)
-            y = ops.einsum("bhk,bhkd->bhd", weights, values)
+    def _rows(self, y, length):
+        """(B, H, T, D) → (B·T, H·D)."""
+        if not _one(length):
+            y = ops.transpose(y, (0, 2, 1, 3))
+        return ops.reshape(y, (-1, self.num_heads * self.head_dim))
+
+    def call(self, x, cache=None, update=None, training=False):
+        """x (B, T, C) → (x after the block, (keys, values)). Without a cache (training), this
+        layer's own keys and values (B, H, T, D), attended causally; with one, the cache
+        (keys, values), each (B, H, S, D), with x's written at `update`'s slots, attended as
+        `update`'s mask says."""
+        length, width = ops.shape(x)[1], x.shape[-1]  # the length is a tensor where not static
+        rows = ops.reshape(x, (-1, width))  # (B·T, C)
+        q, k, v = self._heads(ops.matmul(self.ln1(rows), self.qkv.kernel), length, 3, self.qkv.bias)
+        if cache is None:
+            keys, values, mask = k, v, causal_mask(length, q.dtype)
         else:
-            scores = ops.sum(q[:, :, None] * keys, axis=-1) * scale + hidden
-            # Softmax written out: fewer kernel calls than TF's oneDNN Softmax in a plain graph.
-            weights = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
-            weights = weights / ops.sum(weights, axis=-1, keepdims=True)
-            y = ops.sum(weights[..., None] * values, axis=2)  # (B, H, D)
-        y = ops.reshape(y, (-1, heads * self.head_dim))
-        kernel, bias = kernel_and_bias(self.proj, x.dtype)
-        x = x + bias + ops.matmul(y, kernel)
-        kernel, bias = kernel_and_bias(self.fc, x.dtype)
-        h = ops.reshape(ops.matmul(layer_norm(self.ln2, x), kernel), (-1, 1, kernel.shape[1]))
-        h = self.fc.activation(ops.reshape(h + bias, (-1, kernel.shape[1])))
-        kernel, bias = kernel_and_bias(self.fc_out, x.dtype)
-        x = x + bias + ops.matmul(h, kernel)
-        return x, (keys, values)
+            slots, mask = update
+            keys = ops.scatter_update(cache[0], slots, ops.cast(k, cache[0].dtype))
+            values = ops.scatter_update(cache[1], slots, ops.cast(v, cache[1].dtype))
+        y = self._rows(attention(q, keys, values, mask), length)
+        rows = rows + ops.cast(self.proj.bias, rows.dtype) + self.drop(
+            ops.matmul(y, self.proj.kernel), training=training)
+        h = ops.reshape(ops.matmul(self.ln2(rows), self.fc.kernel), (-1, 1, self.fc.units))
+        h = ops.reshape(self.fc.activation(h + ops.cast(self.fc.bias, h.dtype)), (-1, self.fc.units))
+        rows = rows + ops.cast(self.fc_out.bias, rows.dtype) + self.drop(
+            ops.matmul(h, self.fc_out.kernel), training=training)
+        return ops.reshape(rows, (-1, length, width)), (keys, values)
 
 
 @register("transformer",
@@ -151,29 +183,32 @@ class TransformerGenerator(CausalLM):
         self.position_embedding = keras.layers.Embedding(seq_len, embed_dim, embeddings_initializer=init)
         self.drop = keras.layers.Dropout(dropout)
         self.blocks = [Block(num_heads, embed_dim, dropout) for _ in range(num_layers)]
-        self.ln_f = keras.layers.LayerNormalization(epsilon=1e-5)
+        self.ln_f = LayerNormalization(epsilon=1e-5)
         self.head = None if tie_weights else keras.layers.Dense(vocab_size, use_bias=False,
                                                                  dtype="float32")  # when mixed
 
-    def _logits(self, x, step=False):
-        x = layer_norm(self.ln_f, x) if step else self.ln_f(x)
-        if self.head is None:
-            return ops.cast(ops.matmul(x, ops.transpose(ops.cast(self.token_embedding.embeddings,
-                                                                  x.dtype))), "float32")
-        return self.head(x)
-
-    def _forward(self, token_ids, training):
-        t = ops.shape(token_ids)[1]
-        x = self.token_embedding(token_ids) + self.position_embedding(ops.arange(t))
+    def _forward(self, token_ids, start=0, state=None, training=False):
+        """Logits (B·T, V) of token_ids (B, T) at positions start.., and each block's keys and
+        values: its own (no `state`) or the cache `state` with these positions written."""
+        length = ops.shape(token_ids)[1]
+        x = self.token_embedding(token_ids) + self.position_embedding(start + ops.arange(length))
         x = self.drop(x, training=training)  # (B, T, C)
+        update = None if state is None else cache_update(
+            ops.shape(token_ids)[0], self.num_heads, self.seq_len, start, length, x.dtype)
         kv = []
-        for block in self.blocks:
-            x, layer_kv = block(x, training=training)
+        for block, cache in zip(self.blocks, state or [None] * len(self.blocks)):
+            x, layer_kv = block(x, cache=cache, update=update, training=training)
             kv.append(layer_kv)
-        return self._logits(x), kv
+        rows = self.ln_f(ops.reshape(x, (-1, self.embed_dim)))  # (B·T, C): a rank-2 head matmul
+        if self.head is None:
+            logits = ops.matmul(rows, ops.transpose(ops.cast(self.token_embedding.embeddings, rows.dtype)))
+        else:
+            logits = self.head(rows)
+        return ops.cast(logits, "float32"), tuple(kv)
 
     def call(self, token_ids, training=False):
-        return self._forward(token_ids, training)[0]  # (B, T, V)
+        logits, _ = self._forward(token_ids, training=training)
+        return ops.reshape(logits, (-1, ops.shape(token_ids)[1], self.vocab_size))  # (B, T, V)
 
     def initial_state(self, batch_size):
         shape = (batch_size, self.num_heads, self.seq_len, self.embed_dim // self.num_heads)
@@ -181,26 +216,11 @@ class TransformerGenerator(CausalLM):
                      for _ in self.blocks)
 
     def step(self, token_ids, state, position):
-        x = self.token_embedding(token_ids) + self.position_embedding(ops.convert_to_tensor(position))
-        b, heads = ops.shape(x)[0], self.num_heads
-        # Where every block writes this position's key and value, and the slots it may see.
-        slot = ops.stack([ops.broadcast_to(ops.arange(b)[:, None], (b, heads)),
-                          ops.broadcast_to(ops.arange(heads)[None, :], (b, heads)),
-                          ops.full((b, heads), position, "int32")], axis=-1)  # (B, H, 3)
-        hidden = ops.cast(ops.where(ops.arange(self.seq_len) <= position, 0.0, MASKED), x.dtype)
-        new_state = []
-        for block, cache in zip(self.blocks, state):
-            x, cache = block.step(x, cache, slot, hidden)
-            new_state.append(cache)
-        return self._logits(x, step=True), tuple(new_state)  # (B, V)
+        return self._forward(token_ids[:, None], position, state)  # (B, V), the new cache
 
     def prefill(self, token_ids):
-        """The cache after reading `token_ids` (B, T ≤ seq_len) in one pass, padded to seq_len."""
-        pad = self.seq_len - ops.shape(token_ids)[1]
-        _, kv = self._forward(token_ids, False)
-        widen = lambda t: ops.pad(ops.transpose(t, (0, 2, 1, 3)),  # noqa: E731
-                                  ((0, 0), (0, 0), (0, pad), (0, 0)))
-        return tuple((widen(k), widen(v)) for k, v in kv)
+        """The cache after reading `token_ids` (B, T ≤ seq_len) from position 0."""
+        return self._forward(token_ids, 0, self.initial_state(ops.shape(token_ids)[0]))[1]
 
     def lower_layers(self):
         return [self.token_embedding, self.position_embedding], list(self.blocks)

@@ -43,27 +43,28 @@ class ImageFamily(Family):
     def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
         from kerasgen.config import model_defaults
         from kerasgen.image import metrics
-        from kerasgen.image.data import image_datasets, load_images
+        from kerasgen.image.data import image_datasets, load_images, split_images
 
         if train.tokenizer != "char" or train.vocab_size is not None:
             raise UsageError("--tokenizer and --vocab_size are for text models")
         hyper = {**model_defaults(cls), **model_kwargs}
         images, labels = load_images(train.data, hyper["image_size"], hyper["channels"])
+        decided = {}
         if "num_classes" in hyper:
-            model_kwargs = {**model_kwargs, "num_classes": _num_classes(model_kwargs, labels, train)}
-        conditional = model_kwargs.get("num_classes", 0) > 0
-        train_ds, val_ds = image_datasets(images, train.batch_size, train.seed, first_step,
-                                          labels if conditional else None)
+            decided["num_classes"] = _num_classes(model_kwargs, labels, train)
+        split = split_images(len(images), train.seed)
+        train_ds, val_ds = image_datasets(images, split, train.batch_size, train.seed, first_step,
+                                          labels if decided.get("num_classes") else None)
         judge = None
         if labels is not None:
-            classifier, accuracy = metrics.train_classifier(images, labels, seed=train.seed)
+            classifier, accuracy = metrics.train_classifier(images, labels, split, seed=train.seed)
             print(f"quality classifier: {accuracy:.1%} held-out accuracy on the real images")
             judge = metrics.ImageJudge(classifier, images[:JUDGED_REAL_IMAGES])
         # Only models with a validation loss of their own (the VAE) are validated on held-out images.
         validates = cls.monitor == "val_loss"
         monitor = cls.monitor if validates or judge is not None else None
-        return model_kwargs, TrainingData(train_ds, val_ds if validates else None, monitor=monitor,
-                                          judge=judge, images=images)
+        return decided, TrainingData(train_ds, val_ds if validates else None, monitor=monitor,
+                                     judge=judge, images=images)
 
     def callbacks(self, model, data, train, run):
         from kerasgen.image.callbacks import ImageLogger
@@ -71,10 +72,8 @@ class ImageFamily(Family):
         return [ImageLogger(run.log_dir("images"), data.judge, data.images[:32], seed=train.seed)]
 
     def summarize(self, model, data, train, run):
-        import numpy as np
-
         from kerasgen.image.callbacks import SCORED_SAMPLES
-        from kerasgen.image.data import image_grid, save_png
+        from kerasgen.image.data import save_png
         from kerasgen.rundir import atomic_save_model
 
         summary, report = {}, []
@@ -115,8 +114,6 @@ class ImageFamily(Family):
         print(f"wrote {len(images)} samples to {args.out}")
 
     def evaluate(self, model, run, args):
-        import numpy as np
-
         from kerasgen.image.data import load_images
         from kerasgen.image.metrics import ImageJudge
 

@@ -151,22 +151,30 @@ def shuffled_batches(count, batch_size, seed, first_step=0):
             .batch(batch_size, drop_remainder=True))
 
 
-def image_datasets(images, batch_size, seed, first_step=0, labels=None):
+def split_images(count, seed):
+    """(training indices, validation indices) of `count` images: a shuffled 90/10 split drawn
+    from the seed, the one cut of an image set (the generator and the quality classifier
+    learn from the first part; the second validates both)."""
+    order = np.random.default_rng(seed).permutation(count)
+    cut = max(1, int(count * 0.9))
+    return order[:cut], order[cut:]
+
+
+def image_datasets(images, split, batch_size, seed, first_step=0, labels=None):
     """(train, validation) datasets of image batches (of (images, labels) batches when labels are
-    given): a shuffled 90/10 split, train repeated (reshuffled each pass) and started at batch
-    `first_step`."""
-    order = np.random.default_rng(seed).permutation(len(images))
-    cut = max(1, int(len(images) * 0.9))
-    if cut >= len(images) or cut < batch_size:
+    given) over the two parts of `split` (see `split_images`): train repeated (reshuffled each
+    pass) and started at batch `first_step`."""
+    train_rows, val_rows = split
+    if not len(val_rows) or len(train_rows) < batch_size:
         raise DataError(f"{len(images)} images are too few for a 90/10 train/validation split "
                         f"with batches of {batch_size}")
     columns = (images,) if labels is None else (images, labels)
-    train_columns = tuple(tf.constant(column[order[:cut]]) for column in columns)
-    train = (shuffled_batches(cut, batch_size, seed, first_step)
+    train_columns = tuple(tf.constant(column[train_rows]) for column in columns)
+    train = (shuffled_batches(len(train_rows), batch_size, seed, first_step)
              .map(lambda i: tuple(tf.gather(c, i) for c in train_columns) if labels is not None
                   else tf.gather(train_columns[0], i), num_parallel_calls=tf.data.AUTOTUNE)
              .prefetch(tf.data.AUTOTUNE))
-    held_out = tuple(column[order[cut:]] for column in columns)
+    held_out = tuple(column[val_rows] for column in columns)
     val = tf.data.Dataset.from_tensor_slices(held_out if labels is not None else held_out[0])
     val = val.batch(batch_size).cache()
     return train, val

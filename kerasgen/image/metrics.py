@@ -31,11 +31,10 @@ def build_classifier(image_shape, num_classes, seed=0):
     return keras.Model(inputs, outputs)
 
 
-def train_classifier(images, labels, epochs=20, seed=0):
-    """A classifier fitted on (images, labels); returns (model, held-out accuracy)."""
-    order = np.random.default_rng(seed).permutation(len(images))
-    cut = int(len(images) * 0.9)
-    train, test = order[:cut], order[cut:]
+def train_classifier(images, labels, split, epochs=20, seed=0):
+    """A classifier fitted on the training part of `split` (see `split_images`); returns (model,
+    its accuracy on the validation part)."""
+    train, test = split
     model = build_classifier(images.shape[1:], int(labels.max()) + 1, seed)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"],
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))

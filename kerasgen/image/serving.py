@@ -1,5 +1,6 @@
 """What an image model exports: sampling by seed and decoding given latents (SavedModel), and what
-LiteRT runs (a GAN's generator, a VAE's decoder, a diffusion model's denoiser).
+LiteRT runs for a model that samples in one pass (a GAN's generator, a VAE's decoder; a model
+that samples otherwise, such as the diffusion model, says what in its own module).
 
 Signatures: `serving_default` (seed per row → uint8 images, their latents and
 classes) and `decode` (latents → uint8 images). A conditional model's
@@ -155,62 +156,3 @@ def calibration_inputs(model, count=64, seed=0):
     labels = [{"label": np.array([i % model.num_classes], np.int32)} if model.conditional else {}
               for i in range(count)]
     return [{"latent": z[None], **label} for z, label in zip(latents, labels)]
-
-
-def denoiser_function(model):
-    """A diffusion model's noise predictor at batch 1: noisy image (1, H, W, C) and its noise
-    variance (1,) [, label (1,), the null class num_classes for none] → predicted noise. The
-    sampling loop stays outside, as in `litert_sample`."""
-    specs = [tf.TensorSpec([1, *model.image_shape], tf.float32, name="noisy_images"),
-             tf.TensorSpec([1], tf.float32, name="noise_variance")]
-    if model.conditional:
-        specs.append(tf.TensorSpec([1], tf.int32, name="label"))
-
-    @tf.function(input_signature=specs)
-    def denoise(*inputs):
-        return {"noise": model.ema_network(list(inputs), training=False)}
-
-    return denoise.get_concrete_function()
-
-
-def denoiser_calibration(model, count=64, seed=0):
-    """Representative denoiser inputs: noise at diffusion times spread over the whole schedule."""
-    from kerasgen.zoo.diffusion import diffusion_rates
-
-    rng = np.random.default_rng(seed)
-    inputs = []
-    for i in range(count):
-        noise_rate, _ = diffusion_rates(np.float32((i + 0.5) / count))
-        row = {"noisy_images": rng.normal(size=(1, *model.image_shape)).astype("float32"),
-               "noise_variance": np.array([float(noise_rate) ** 2], np.float32)}
-        if model.conditional:
-            row["label"] = np.array([i % (model.num_classes + 1)], np.int32)
-        inputs.append(row)
-    return inputs
-
-
-def litert_sample(runner, model, latent, label=None, steps=20, guidance=None):
-    """Deterministic DDIM (eta = 0) by looping the LiteRT denoiser, as a mobile app would: the
-    reference use of a diffusion model's .tflite. latent: the starting noise (latent_dim,);
-    guidance: the model's default when None."""
-    from kerasgen.zoo.diffusion import ddim_update, diffusion_rates
-
-    if guidance is None:
-        guidance = model.sampling_controls["guidance"][1]
-    denoise = runner.get_signature_runner()
-    x = np.asarray(latent, np.float32).reshape(1, *model.image_shape)
-    clean = x
-    for i in range(steps):
-        t, t_next = 1.0 - i / steps, 1.0 - (i + 1) / steps
-        variance = np.array([float(diffusion_rates(np.float32(t))[0]) ** 2], np.float32)
-        if label is None:
-            extra = {"label": np.array([model.num_classes], np.int32)} if model.conditional else {}
-            noise = denoise(noisy_images=x, noise_variance=variance, **extra)["noise"]
-        else:
-            conditioned, unconditioned = (
-                denoise(noisy_images=x, noise_variance=variance, label=np.array([c], np.int32))["noise"]
-                for c in (label, model.num_classes))
-            noise = unconditioned + guidance * (conditioned - unconditioned)
-        x, clean = (np.asarray(v) for v in ddim_update(x, noise, np.float32(t), np.float32(t_next),
-                                                       0.0, np.zeros_like(x)))
-    return (clean[0] + 1.0) / 2.0

@@ -15,6 +15,7 @@ STREAM_BLOCK = 32  # tokens per compiled call while streaming: ~1 ms of Python p
 class TextFamily(Family):
     name = "text"
     title = "text models"
+    data_arguments = ("vocab_size", "vocabulary", "tokenizer")  # what the tokenizer decides
     train_defaults = dict(data="pydoc", recipe="default")
     generate_num_samples = 1
     evaluate_num_samples = 8
@@ -29,33 +30,25 @@ class TextFamily(Family):
 
     # -- training ------------------------------------------------------------------------
     def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
-        from kerasgen.config import model_defaults
-        from kerasgen.text.data import load_text, text_datasets
         from kerasgen.text.tokenizer import DEFAULT_BPE_VOCAB, BytePairTokenizer, CharVocab
 
-        text = load_text(train.data)
+        corpus = TextCorpus.load(train.data)
         if pretrained is not None:
             tokenizer = _pretrained_tokenizer(pretrained)
-            unknown = tokenizer.unknown(text)
+            unknown = tokenizer.unknown(corpus.text)
             if unknown:
                 raise DataError(f"the new data has {len(unknown)} characters outside the pretrained "
                                 f"vocabulary: {unknown[:40]!r}; clean them out, train from scratch, "
                                 f"or use --tokenizer=bpe (bytes: no unknown characters)")
         elif train.tokenizer == "bpe":  # learned from the training split only, like the weights
-            tokenizer = BytePairTokenizer.train(text[:int(len(text) * 0.9)],
-                                                train.vocab_size or DEFAULT_BPE_VOCAB)
+            tokenizer = BytePairTokenizer.train(corpus.train_text, train.vocab_size or DEFAULT_BPE_VOCAB)
         else:
-            tokenizer = CharVocab.from_text(text)
-        ids = tokenizer.encode(text)
-        train_ds, val_ds = text_datasets(ids, train.seq_len, train.batch_size, train.seed,
-                                         train.validation_steps, first_step)
-        model_kwargs = {**model_kwargs, **tokenizer.model_config()}
-        if "seq_len" in model_defaults(cls):  # a bounded context is the training window
-            model_kwargs["seq_len"] = train.seq_len
+            tokenizer = CharVocab.from_text(corpus.text)
+        train_ds, val_ds = corpus.datasets(tokenizer, train, first_step)
         # Real passages as long as the samples: `sample_chars` tokens' worth of characters.
-        length = max(1, round(train.sample_chars * len(text) / len(ids)))
-        return model_kwargs, TrainingData(train_ds, val_ds, monitor="val_loss",
-                                          real_texts=_passages(text, length))
+        length = max(1, round(train.sample_chars * corpus.chars_per_token(tokenizer)))
+        return tokenizer.model_config(), TrainingData(train_ds, val_ds, monitor="val_loss",
+                                                      real_texts=corpus.passages(length))
 
     def run_files(self, model):
         return {"tokenizer.json": model.tokenizer} if model.tokenizer else {}
@@ -152,10 +145,10 @@ class TextFamily(Family):
         return step_function(model)
 
     def calibration_inputs(self, model, run, count=64):
-        from kerasgen.text.data import load_text
         from kerasgen.text.serving import calibration_inputs
 
-        return calibration_inputs(model, load_text(run.train_config().data)[:2000], count)
+        return calibration_inputs(model, TextCorpus.load(run.train_config().data).train_text[:2000],
+                                  count)
 
 
 def _unit(model):
@@ -174,10 +167,7 @@ def _validation_scores(model, validation):
 
 def run_validation_scores(model, train):
     """`_validation_scores` on the validation split of a run's data (`train`: its TrainConfig)."""
-    from kerasgen.text.data import load_text, text_datasets
-
-    _, val = text_datasets(model.text_tokenizer.encode(load_text(train.data)), train.seq_len,
-                           train.batch_size, train.seed, train.validation_steps)
+    _, val = TextCorpus.load(train.data).datasets(model.text_tokenizer, train)
     model.compile()
     return _validation_scores(model, val)
 
@@ -197,11 +187,40 @@ def _pretrained_tokenizer(run):
         raise RunError(f"{run.config_path} is corrupted (its tokenizer: {e})") from None
 
 
-def _passages(text, length, count=8):
-    """`count` evenly spaced passages of the validation part (the last 10%) of `text`."""
-    held_out = text[int(len(text) * 0.9):]
-    step = max(1, (len(held_out) - length) // count)
-    return [held_out[i:i + length] for i in range(0, step * count, step)][:count]
+class TextCorpus:
+    """A corpus cut once into its training and validation text (`split_text`), and what is
+    made from the two parts: their datasets, and real passages of the validation text."""
+
+    def __init__(self, text):
+        from kerasgen.text.data import split_text
+
+        self.text = text
+        self.train_text, self.validation_text = split_text(text)
+
+    @classmethod
+    def load(cls, source):
+        from kerasgen.text.data import load_text
+
+        return cls(load_text(source))
+
+    def datasets(self, tokenizer, train, first_step=0):
+        """(train, validation) tf.data windows of the two parts' tokens, as `train` (a
+        TrainConfig) says; the training stream starts at step `first_step`."""
+        from kerasgen.text.data import text_datasets
+
+        return text_datasets(tokenizer.encode(self.train_text), tokenizer.encode(self.validation_text),
+                             train.seq_len, train.batch_size, train.seed, train.validation_steps,
+                             first_step)
+
+    def chars_per_token(self, tokenizer):
+        sample = self.validation_text[:100_000]
+        return len(sample) / max(1, len(tokenizer.encode(sample)))
+
+    def passages(self, length, count=8):
+        """`count` evenly spaced passages of the validation text."""
+        held_out = self.validation_text
+        step = max(1, (len(held_out) - length) // count)
+        return [held_out[i:i + length] for i in range(0, step * count, step)][:count]
 
 
 FAMILY = TextFamily()

@@ -53,19 +53,21 @@ def load_text(source):
     return text
 
 
-def split_ids(ids, seq_len):
-    """nanoGPT's contiguous 90/10 train/validation split; each part must hold a window."""
-    cut = int(len(ids) * 0.9)
-    train, val = ids[:cut], ids[cut:]
-    if len(val) < seq_len + 1 or len(train) < seq_len + 1:
-        raise DataError(f"corpus of {len(ids)} tokens is too short for seq_len={seq_len}: "
-                        f"its 10% validation part needs at least {seq_len + 1} tokens "
-                        f"(so at least {10 * (seq_len + 1)} in all)")
-    return train, val
+VALIDATION_SHARE = 0.1  # nanoGPT's: the last 10% of the text validates
 
 
-def text_datasets(ids, seq_len, batch_size, seed, validation_steps=None, first_step=0):
-    """(train, validation) datasets of (inputs, next-token targets), each (batch, seq_len).
+def split_text(text):
+    """(training text, validation text): nanoGPT's contiguous cut before the last 10% of the
+    characters. The one place a corpus is cut: the BPE tokenizer learns from the first part
+    only, the validation loss and the real passages beside the samples come from the second."""
+    cut = int(len(text) * (1 - VALIDATION_SHARE))
+    return text[:cut], text[cut:]
+
+
+def text_datasets(train_ids, val_ids, seq_len, batch_size, seed, validation_steps=None,
+                  first_step=0):
+    """(train, validation) datasets of (inputs, next-token targets), each (batch, seq_len), from
+    the token ids of the two parts of `split_text`; each part must hold a window.
 
     Training windows start at random offsets (as in nanoGPT), drawn for each
     step from (seed, step) alone: the stream is infinite, `steps_per_epoch`
@@ -73,7 +75,11 @@ def text_datasets(ids, seq_len, batch_size, seed, validation_steps=None, first_s
     Validation is every non-overlapping window of the validation split (or
     its first `validation_steps` batches), cached.
     """
-    train_ids, val_ids = split_ids(ids, seq_len)
+    if len(val_ids) < seq_len + 1 or len(train_ids) < seq_len + 1:
+        total = len(train_ids) + len(val_ids)
+        raise DataError(f"corpus of {total} tokens is too short for seq_len={seq_len}: its "
+                        f"validation part ({len(val_ids)} tokens, the last 10%) and its training "
+                        f"part each need at least {seq_len + 1}")
     train_ids = tf.constant(train_ids)
     span = tf.range(seq_len + 1, dtype=tf.int64)
     max_start = len(train_ids) - seq_len

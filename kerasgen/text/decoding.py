@@ -3,17 +3,14 @@
 The CLI, the training-time sample callback and the exported serving signature
 all call `decode_loop`, so they generate the same text for the same seed.
 """
-import weakref
-
 import numpy as np
 import tensorflow as tf
 
+from kerasgen.text.model import tracing_for_xla
 from kerasgen.text.sampling import EMPTY_PROMPT, Sampling
 from kerasgen.text.tokenizer import UNKNOWN_ID
 
 BUCKET = 128  # token buffers are padded to a multiple of this, so XLA compiles few shapes
-_DECODERS = weakref.WeakKeyDictionary()  # model → {jit_compile: its loop}, each traced once
-_FORWARDS = weakref.WeakKeyDictionary()  # model → its last-position logits, for the uncached path
 
 
 def sampling_tensors(sampling):
@@ -152,7 +149,11 @@ def decode_loop(model, jit_compile=True):
         scalar(tf.int32), scalar(tf.int32), scalar(tf.int32), state_spec,
         scalar(tf.float32), scalar(tf.int32), scalar(tf.float32), scalar(tf.float32),
         scalar(tf.int32), scalar(tf.int32)])
-    def loop(tokens, prompt_lengths, start, stop, position, state, temperature, top_k, top_p,
+    def loop(*inputs):
+        with tracing_for_xla(jit_compile):  # the model's step picks its kernels by it
+            return body(*inputs)
+
+    def body(tokens, prompt_lengths, start, stop, position, state, temperature, top_k, top_p,
              repetition_penalty, no_repeat_ngram, seed):
         batch = tf.shape(tokens)[0]
         rows = tf.range(batch)
@@ -220,12 +221,7 @@ def decode_loop(model, jit_compile=True):
 
 def compiled_decoder(model, jit_compile=True):
     """The model's decode loop, built (and later traced) once per model and setting."""
-    loops = _DECODERS.setdefault(model, {})
-    if jit_compile not in loops:
-        if not model.built:  # variables must exist before the loop is traced
-            model(model.sample_inputs(1))
-        loops[jit_compile] = decode_loop(model, jit_compile)
-    return loops[jit_compile]
+    return model.traced(("decode", jit_compile), lambda: decode_loop(model, jit_compile))
 
 
 def encode_prompts(tokenizer, prompts, max_new_tokens):
@@ -267,10 +263,8 @@ def generate(model, prompts, sampling=Sampling(), jit_compile=True):
 def generate_uncached(model, prompt_ids, max_new_tokens):
     """Greedy decoding that re-runs the model over the whole (context-cropped) prefix for
     every token, as a model without a cache must: the reference and the speed baseline."""
-    if model not in _FORWARDS:
-        _FORWARDS[model] = tf.function(lambda ids: model(ids)[:, -1], input_signature=[
-            tf.TensorSpec([None, None], tf.int32)])
-    forward = _FORWARDS[model]
+    forward = model.traced("last logits", lambda: tf.function(
+        lambda ids: model(ids)[:, -1], input_signature=[tf.TensorSpec([None, None], tf.int32)]))
     tokens = np.asarray(prompt_ids, np.int32)
     for _ in range(max_new_tokens):
         window = tokens[:, -model.context_length:] if model.context_length else tokens

@@ -1,4 +1,6 @@
 """The base class of the zoo's language models: compile defaults and the decoding protocol."""
+import contextlib
+import contextvars
 import math
 
 import keras
@@ -8,6 +10,25 @@ from kerasgen.base import GenerativeModel
 from kerasgen.errors import ConfigError
 from kerasgen.text import FAMILY
 from kerasgen.text.tokenizer import tokenizer_from_config
+
+
+_TRACED_FOR_XLA = contextvars.ContextVar("kerasgen_traced_for_xla", default=False)
+
+
+@contextlib.contextmanager
+def tracing_for_xla(jit_compile):
+    """Declares, while a function is traced, whether XLA will compile it: what a model's step
+    may choose its kernels by (the fastest ones differ between XLA and TF's plain graph)."""
+    token = _TRACED_FOR_XLA.set(bool(jit_compile))
+    try:
+        yield
+    finally:
+        _TRACED_FOR_XLA.reset(token)
+
+
+def traced_for_xla():
+    """Whether the function being traced will be compiled by XLA (see `tracing_for_xla`)."""
+    return _TRACED_FOR_XLA.get()
 
 
 @keras.saving.register_keras_serializable(package="kerasgen")
