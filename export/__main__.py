@@ -4,10 +4,10 @@ import os
 import re
 import sys
 
-from kerasgen.cli import Parser, add_run_arguments, command, filtered_stderr, start_tensorflow
+from kerasgen.cli import Parser, add_run_arguments, command, filtered_stderr, find_run, start_tensorflow
 from kerasgen.errors import RunError, UsageError
 from kerasgen.family import families
-from kerasgen.rundir import RunDir, atomic_write
+from kerasgen.rundir import atomic_write
 
 FORMATS = ("saved_model", "tflite")
 # What the LiteRT converter and interpreter print for every file, not for the user.
@@ -57,8 +57,7 @@ def main(argv):
     for key in ("max_batch", "max_new_tokens_limit", "max_prompt_chars"):
         if getattr(args, key, 1) < 1:
             raise UsageError(f"--{key} must be ≥ 1, got {getattr(args, key)}")
-    run = RunDir.find(args.run)
-    config = run.read_config()
+    run, config = find_run(args.run, "kerasgen.export")
     start_tensorflow()
     from kerasgen.export import tflite
     from kerasgen.export.saved_model import check_model_name, export_saved_model, next_version

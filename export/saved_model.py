@@ -116,6 +116,10 @@ def export_saved_model(model, serving, model_name, base, version=None):
         os.rename(temporary, final)
     except OSError as e:
         raise RunError(f"cannot write {final}: {e.strerror or e}") from None
+    except tf.errors.OpError as e:  # TensorFlow's own writers: a full disk is ResourceExhausted
+        reason = e.message.strip().splitlines()[0] if e.message.strip() else type(e).__name__
+        reason = "No space left on device" if "No space left on device" in e.message else reason
+        raise RunError(f"cannot write {final}: {reason}") from None
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     write_models_config(base)

@@ -69,17 +69,46 @@ def _models_in(path):
         family = _family(tree, cls_node, classes)
         arguments = _init_defaults(cls_node) or {}
         yield {"name": _literal(call.args[0]), "description": keywords.get("description", ""),
-               "family": family.name if family else "?",
+               "family": family.name if family else "?", "arguments": arguments,
                "hyperparameters": own_hyperparameters(arguments, family) if family else arguments,
                "run_settings": [key for key in RUN_SETTINGS if key in arguments],
                "train": {**(family.train_defaults if family else {}), **keywords.get("train", {})}}
 
 
 def zoo_models():
-    """[{name, description, family, hyperparameters, run_settings, train}] of every model in the
-    zoo, by name; run_settings: the model arguments the run sets (see config.RUN_SETTINGS)."""
+    """[{name, description, family, arguments, hyperparameters, run_settings, train}] of every
+    model in the zoo, by name: arguments with their defaults, the model's own hyperparameters
+    among them, and those the run sets (see config.RUN_SETTINGS)."""
     folder = importlib.util.find_spec("kerasgen.zoo").submodule_search_locations[0]
     models = [model for file in sorted(os.listdir(folder))
               if file.endswith(".py") and not file.startswith("_")
               for model in _models_in(os.path.join(folder, file))]
     return sorted(models, key=lambda m: m["name"])
+
+
+class ModelInfo:
+    """What a run's settings need of a zoo model, as its source declares it: `zoo_name`,
+    `family`, `arguments` (its __init__ keyword arguments and their defaults) and
+    `train_defaults`: what `config.apply_overrides` reads of a model class."""
+
+    def __init__(self, entry):
+        from kerasgen.family import families
+
+        self.zoo_name, self.arguments, self.train_defaults = entry["name"], entry["arguments"], entry["train"]
+        self.family = next(f for f in families() if f.name == entry["family"])
+
+
+def model(name):
+    """Zoo model `name` without importing the zoo (so without TensorFlow): its class where it is
+    registered already (the zoo imported, or a model registered by a plugin), else its
+    ModelInfo. An unknown name is a ConfigError that lists the known ones."""
+    from kerasgen import registry
+    from kerasgen.errors import ConfigError
+
+    if name in registry.names():
+        return registry.get(name)
+    entries = {entry["name"]: entry for entry in zoo_models()}
+    if name not in entries:
+        known = ", ".join(sorted({*entries, *registry.names()}))
+        raise ConfigError(f"unknown model {name!r}; known models: {known}")
+    return ModelInfo(entries[name])

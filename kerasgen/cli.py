@@ -30,6 +30,18 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, with the closest known option named for an unknown one."""
+        from kerasgen.config import did_you_mean
+
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            unknown = extras[0].partition("=")[0]
+            known = sorted(name[2:] for name in self._option_string_actions if name.startswith("--"))
+            hint = did_you_mean(unknown.lstrip("-"), known) if unknown.startswith("--") else ""
+            self.error(f"unrecognized arguments: {' '.join(extras)}" + (f"; {hint}" if hint else ""))
+        return namespace
+
     def error(self, message):
         raise UsageError(message)
 
@@ -61,6 +73,18 @@ def add_run_arguments(p):
     p.add_argument("--checkpoint", choices=CHECKPOINTS, default="best",
                    help="best: the epoch with the best validation loss (GANs: Fréchet distance), "
                         "checkpoints/best.keras; final: the last epoch, model.keras (default: best)")
+
+
+def find_run(path, prog):
+    """The run `--run path` names, its config checked; `--run latest` says on stderr which run
+    it took (the newest of any model)."""
+    from kerasgen.rundir import RunDir
+
+    run = RunDir.find(path)
+    config = run.read_config()  # a corrupted run is reported, not half used
+    if path == "latest":
+        print(f"{prog}: --run latest is {run} (a {config['model_name']} run)", file=sys.stderr)
+    return run, config
 
 
 def command(prog):

@@ -1,5 +1,7 @@
-"""python -m kerasgen.client: talk to a model served by TF Serving (REST or gRPC)."""
+"""python -m kerasgen.client: talk to a model served by TF Serving (REST or gRPC), or check an
+exported SavedModel in this process where no server runs (--saved_model)."""
 import json
+import os
 import sys
 
 from kerasgen.cli import Parser, command, start_tensorflow
@@ -11,8 +13,13 @@ from kerasgen.text.sampling import SERVED_CONTROLS, Sampling
 def _parser():
     p = Parser(prog="python -m kerasgen.client",
                description="Call a kerasgen model on TF Serving: 'generate' text, 'sample' images "
-                           "(written as a PNG grid), or show the 'metadata' (signatures).")
-    p.add_argument("--model", required=True, help="served model name")
+                           "(written as a PNG grid), or show the 'metadata' (signatures). With "
+                           "--saved_model DIR, the same requests are answered in this process by "
+                           "the exported SavedModel: a check of the export, not a server.")
+    p.add_argument("--model", help="served model name (required, but with --saved_model)")
+    p.add_argument("--saved_model", metavar="DIR",
+                   help="answer from this SavedModel version (e.g. models/gru/1) in this process, "
+                        "with tf.saved_model.load: no server, no kerasgen model code")
     p.add_argument("--host", default="localhost")
     p.add_argument("--rest_port", type=int, default=8501)
     p.add_argument("--grpc_port", type=int, default=8500)
@@ -35,10 +42,20 @@ def main(argv):
     args = _parser().parse_args(argv)
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be > 0, got {args.timeout}")
-    if args.protocol == "grpc" or args.action == "sample":
-        start_tensorflow()  # the gRPC protos and the PNG writer need it
-    client = ServingClient(args.model, args.host, args.rest_port, args.grpc_port, args.protocol,
-                           args.timeout)
+    if not args.model and not args.saved_model:
+        raise UsageError("--model is required (or --saved_model DIR, to check an export locally)")
+    local = args.saved_model is not None
+    if local:
+        if not os.path.isfile(os.path.join(args.saved_model, "saved_model.pb")):
+            raise UsageError(f"--saved_model {args.saved_model}: no saved_model.pb there (give a "
+                             f"version folder, e.g. models/gru/1)")
+        print(f"kerasgen.client: answering from {args.saved_model} in this process "
+              f"(tf.saved_model.load): a check of the export, not TF Serving", file=sys.stderr)
+    if local or args.protocol == "grpc" or args.action == "sample":
+        start_tensorflow()  # the SavedModel, the gRPC protos and the PNG writer need it
+    client = ServingClient(args.model or os.path.basename(os.path.dirname(
+        os.path.abspath(args.saved_model))), args.host, args.rest_port, args.grpc_port,
+        "local" if local else args.protocol, args.timeout, args.saved_model)
     try:
         if args.action == "metadata":
             print(json.dumps(client.metadata(), indent=1))

@@ -1,5 +1,6 @@
 """Training settings in one dataclass, and `--key=value` overrides that fail loudly."""
 import dataclasses
+import difflib
 import inspect
 import math
 import typing
@@ -34,7 +35,7 @@ class TrainConfig:
     strategy: str = "default"  # default | mirrored | multi_worker (from TF_CONFIG)
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (Keras dtype policies)
     jit_compile: bool = True  # XLA for the training steps and the per-epoch samples
-    steps_per_execution: int = 10  # fewer Python round trips per step
+    steps_per_execution: int = 10  # fewer Python round trips per step (at most; a divisor of an epoch)
     sample_chars: int = 200  # text: length of the per-epoch TensorBoard samples
     init_from: Optional[str] = None  # a run directory to fine-tune from
     freeze_layers: int = 0  # fine-tuning: keep the embedding and this many lower layers fixed
@@ -64,6 +65,16 @@ class TrainConfig:
         if problems:
             raise ConfigError("; ".join(problems))
         return self
+
+
+def did_you_mean(name, known):
+    """'did you mean --x or --y?' for the known option names closest to `name` (those it
+    abbreviates first, then by initials, lr → learning_rate, then by spelling), or '' when
+    none is close."""
+    close = ([k for k in known if k.startswith(name)]
+             or [k for k in known if "".join(word[:1] for word in k.split("_")) == name]
+             or difflib.get_close_matches(name, known, n=3, cutoff=0.6))
+    return f"did you mean {' or '.join(f'--{k}' for k in close[:3])}?" if close else ""
 
 
 def _unwrap(hint):
@@ -99,7 +110,10 @@ RUN_SETTINGS = {"seq_len": "train", "dropout": "recipe"}
 
 
 def model_defaults(model_cls):
-    """A model's arguments: its __init__ keyword arguments and their defaults."""
+    """A model's arguments: its __init__ keyword arguments and their defaults (of a class, or of
+    a `catalogue.ModelInfo`, which read them from the source)."""
+    if not isinstance(model_cls, type):
+        return dict(model_cls.arguments)
     params = inspect.signature(model_cls.__init__).parameters
     return {k: p.default for k, p in params.items()
             if k != "self" and p.default is not inspect.Parameter.empty}
@@ -152,8 +166,9 @@ def apply_overrides(train, model_cls, overrides):
             updates["model"][key] = _coerce(key, raw, str if default is None else type(default),
                                             default is None)
         else:
-            known = sorted(set(train_fields) | set(hyper) | set(recipe_fields))
-            raise ConfigError(f"unknown option --{key}; known: {', '.join(known)}")
+            hint = did_you_mean(key, sorted(set(train_fields) | set(hyper) | set(recipe_fields)))
+            raise ConfigError(f"unknown option --{key}; " + (hint or "see --help for the training "
+                              "and recipe fields, --list for the models' own"))
     return dataclasses.replace(train, **updates["train"]), updates["recipe"], updates["model"]
 
 

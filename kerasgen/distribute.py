@@ -148,15 +148,27 @@ class Task:
         return f"{self.type} {self.index} of {self.workers}"
 
 
+def check_cluster(strategy):
+    """For multi_worker, TF_CONFIG present and JSON, checked without TensorFlow; returns it."""
+    raw = os.environ.get("TF_CONFIG")
+    if strategy != "multi_worker":
+        return raw
+    if not raw:
+        raise ConfigError("--strategy multi_worker needs TF_CONFIG (the cluster's workers and this "
+                          "one's index); see README, 'Scale out'")
+    try:
+        json.loads(raw)
+    except ValueError as e:
+        raise ConfigError(f"TF_CONFIG is not a valid cluster spec ({e}): {raw[:200]}") from None
+    return raw
+
+
 def task(strategy):
     """The Task of this process under `strategy`: for multi_worker, as TensorFlow's own
     TFConfigClusterResolver reads TF_CONFIG (the chief: the `chief` task, else worker 0)."""
     if strategy != "multi_worker":
         return Task()
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        raise ConfigError("--strategy multi_worker needs TF_CONFIG (the cluster's workers and this "
-                          "one's index); see README, 'Scale out'")
+    raw = check_cluster(strategy)
     import tensorflow as tf
 
     try:
@@ -166,7 +178,7 @@ def task(strategy):
         if kind not in ("chief", "worker") or kind not in cluster.jobs or not (
                 0 <= index < cluster.num_tasks(kind)):
             raise ValueError(f"task {kind} {index} is not in the cluster")
-    except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+    except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"TF_CONFIG is not a valid cluster spec ({e}): {raw[:200]}") from None
     workers = sum(cluster.num_tasks(job) for job in ("chief", "worker") if job in cluster.jobs)
     return Task(kind, index, workers, chief=kind == "chief" or ("chief" not in cluster.jobs and index == 0))
@@ -183,7 +195,15 @@ def step_options(train):
     if train.strategy == "multi_worker":
         return {"jit_compile": False, "steps_per_execution": 1}
     return {"jit_compile": train.jit_compile,
-            "steps_per_execution": min(train.steps_per_execution, train.steps_per_epoch)}
+            "steps_per_execution": steps_per_call(train.steps_per_execution, train.steps_per_epoch)}
+
+
+def steps_per_call(steps_per_execution, steps_per_epoch):
+    """The most steps, at most `steps_per_execution`, that divide an epoch: Keras runs whole
+    executions, so 150 steps at 20 a call would train 160 an epoch, and a resumed run, which
+    restarts the data at epochs × steps_per_epoch, would not continue where the run was."""
+    return max(n for n in range(1, min(steps_per_execution, steps_per_epoch) + 1)
+               if steps_per_epoch % n == 0)
 
 
 @contextlib.contextmanager

@@ -2,10 +2,9 @@
 import json
 import sys
 
-from kerasgen.cli import Parser, add_run_arguments, command, start_tensorflow
+from kerasgen.cli import Parser, add_run_arguments, command, find_run, start_tensorflow
 from kerasgen.errors import UsageError
-from kerasgen.family import add_family_arguments
-from kerasgen.rundir import RunDir
+from kerasgen.family import add_family_arguments, check_family_flags
 
 
 def _parser():
@@ -18,17 +17,17 @@ def _parser():
     add_run_arguments(p)
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (spread = std over them)")
     p.add_argument("--seed", type=int, default=0, help="the first seed (default: 0)")
-    add_family_arguments(p, "evaluate", "samples per seed")
-    return p
+    return p, add_family_arguments(p, "evaluate", "samples per seed")
 
 
 @command("kerasgen.evaluate")
 def main(argv):
-    args = _parser().parse_args(argv)
+    parser, family_options = _parser()
+    args = parser.parse_args(argv)
     if (args.num_samples is not None and args.num_samples < 1) or args.seeds < 1:
         raise UsageError("--num_samples and --seeds must be ≥ 1")
-    run = RunDir.find(args.run)
-    config = run.read_config()
+    run, config = find_run(args.run, "kerasgen.evaluate")
+    check_family_flags(argv, config, family_options)
     start_tensorflow()
     model = run.load_model(args.checkpoint)
     result = {"run": run.path, "model": config["model_name"], "checkpoint": args.checkpoint,

@@ -10,6 +10,8 @@ class whose `family` is it, and its name in FAMILY_PACKAGES.
 """
 import importlib
 
+from kerasgen.errors import UsageError
+
 FAMILY_PACKAGES = ("kerasgen.text", "kerasgen.image")
 
 
@@ -20,11 +22,30 @@ def families():
 
 def add_family_arguments(parser, command, num_samples_help):
     """--num_samples (whose default each family sets) and every family's own flags of
-    `command` ('generate' or 'evaluate'), each family's in a group of its own."""
+    `command` ('generate' or 'evaluate'), each family's in a group of its own; returns
+    {family name: its own option strings}, for `check_family_flags`."""
     defaults = ", ".join(f"{getattr(f, command + '_num_samples')} for {f.title}" for f in families())
     parser.add_argument("--num_samples", type=int, help=f"{num_samples_help} (default: {defaults})")
+    options = {}
     for family in families():
-        getattr(family, f"add_{command}_arguments")(parser.add_argument_group(family.title))
+        group = parser.add_argument_group(family.title)
+        getattr(family, f"add_{command}_arguments")(group)
+        options[family.name] = {o for action in group._group_actions for o in action.option_strings}
+    return options
+
+
+def check_family_flags(argv, config, options):
+    """A UsageError for a flag of another family's models (`--max_new_tokens` for an image run),
+    which would otherwise be ignored without a word. `config`: the run's config.json;
+    `options`: add_family_arguments'."""
+    given = {arg.partition("=")[0] for arg in argv if arg.startswith("--")}
+    family = next((f for f in families() if f.name == config["family"]), None)
+    for other in families():
+        stray = sorted((options[other.name] - options.get(config["family"], set())) & given)
+        if other is not family and stray:
+            raise UsageError(f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} for "
+                             f"{other.title}, not for {family.title if family else 'the models'} "
+                             f"such as this run's {config['model_name']}")
 
 
 class Family:
@@ -46,6 +67,10 @@ class Family:
         """Flags of `python -m kerasgen.evaluate` for this family's models."""
 
     # -- training ------------------------------------------------------------------------
+    def check_data(self, train):
+        """A DataError for a `train.data` source that names nothing usable, found without
+        TensorFlow and before any reading (a missing file, say)."""
+
     def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
         """Loads and checks the data for a model of `cls` with `model_kwargs` (its arguments
         before the data: an image size, say): returns (the model arguments the data decides,

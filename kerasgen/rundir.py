@@ -16,6 +16,9 @@ import fcntl
 import glob
 import json
 import os
+import re
+import shlex
+import zipfile
 
 from kerasgen.errors import RunError
 
@@ -51,24 +54,25 @@ def atomic_save_model(model, path):
         raise RunError(f"cannot write {path}: {e.strerror or e}") from None
 
 
-def _read_json(path):
+def _read_json(path, remedy=""):
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunError(f"{path} is corrupted (not JSON: {e})") from None
+        raise RunError(f"{path} is corrupted (not JSON: {e}){remedy}") from None
     except OSError as e:
         raise RunError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 class RunDir:
-    """Paths, config, summary, checkpoints and lock of one run directory."""
+    """Paths, config, summary, checkpoints, backup state and lock of one run directory."""
 
     CONFIG = "config.json"
     SUMMARY = "summary.json"
     FINAL = "model.keras"
     BEST = os.path.join("checkpoints", "best.keras")
     BACKUP = "backup"
+    BACKUP_STATE = "state.json"  # the commit point of a backup: it names the weights file it goes with
     LOGS = "logs"
     LOCK = ".lock"
     CONFIG_KEYS = ("model_name", "family", "train", "recipe", "model")
@@ -95,6 +99,10 @@ class RunDir:
         return self.join(self.BACKUP)
 
     @property
+    def backup_state_path(self):
+        return os.path.join(self.backup_dir, self.BACKUP_STATE)
+
+    @property
     def logs_dir(self):
         return self.join(self.LOGS)
 
@@ -111,8 +119,12 @@ class RunDir:
     def check_new(cls, path):
         """Refuses a path that holds a run or anything else (a new run needs an empty place)."""
         if os.path.exists(os.path.join(path, cls.CONFIG)):
-            raise RunError(f"{path} already holds a run; continue it with --resume {path}, "
-                           f"or choose another --out")
+            trainer = cls(path).trainer()
+            if trainer:
+                raise RunError(f"{path} is being trained now by {trainer}; wait for it to finish, "
+                               f"or choose another --out")
+            raise RunError(f"{path} already holds a run; continue it with --resume "
+                           f"{shlex.quote(path)}, or choose another --out")
         if os.path.exists(path) and not (os.path.isdir(path) and not os.listdir(path)):
             raise RunError(f"{path} is not empty; choose an empty or new --out directory")
 
@@ -185,6 +197,57 @@ class RunDir:
     def finished(self):
         return os.path.isfile(self.summary_path)
 
+    def backup_state(self):
+        """The backup's state.json (epoch, weights file, random states, callbacks' states),
+        checked as a whole, or None without a backup: a file that is not what the trainer
+        writes is one RunError, never a half-restored run."""
+        path = self.backup_state_path
+        if not os.path.isfile(path):
+            return None
+        state = _read_json(path, f"; delete {self.backup_dir} to restart the run")
+        problem = None
+        if not isinstance(state, dict) or set(state) != {"epoch", "weights", "random", "callbacks"}:
+            problem = "not the trainer's backup state"
+        elif type(state["epoch"]) is not int or state["epoch"] < 1:
+            problem = f"epoch={state['epoch']!r} is not a number of epochs"
+        elif not isinstance(state["weights"], str) or not re.fullmatch(r"epoch-\d+\.weights\.h5",
+                                                                       state["weights"]):
+            problem = f"weights={state['weights']!r} is not a backup weights file"
+        elif not isinstance(state["random"], list) or not isinstance(state["callbacks"], list):
+            problem = "its random and callback states are not lists"
+        elif not os.path.isfile(os.path.join(self.backup_dir, state["weights"])):
+            problem = f"its weights file {state['weights']} is missing"
+        if problem:
+            raise RunError(f"{path} is corrupted ({problem}); delete {self.backup_dir} to restart "
+                           f"the run")
+        return state
+
+    def finished_epochs(self):
+        """Epochs the run's backup holds (0 without one)."""
+        state = self.backup_state()
+        return state["epoch"] if state else 0
+
+    def why_missing(self, which):
+        """Why checkpoint `which` is not there, and what to do: for a missing-file message."""
+        quoted = shlex.quote(self.path)
+        if self.finished:
+            return "it was deleted"
+        epochs, total = self.finished_epochs(), self._configured_epochs()
+        if epochs and epochs >= total:
+            return (f"training finished, but its final save was interrupted: finish it with "
+                    f"python -m kerasgen.train --resume {quoted}")
+        if epochs:
+            return (f"the run stopped after epoch {epochs} of {total}: continue it with python -m "
+                    f"kerasgen.train --resume {quoted}" +
+                    (", or use --checkpoint best" if which == "final" else ""))
+        return "it has not finished an epoch yet"
+
+    def _configured_epochs(self):
+        try:
+            return int(self.read_config()["train"]["epochs"])
+        except (RunError, KeyError, TypeError, ValueError):
+            return 0
+
     def read_summary(self):
         return _read_json(self.summary_path)
 
@@ -195,8 +258,7 @@ class RunDir:
         """The 'best' or 'final' model of the run, uncompiled."""
         path = self.checkpoint_path(which)
         if not os.path.isfile(path):
-            hint = "it has not finished an epoch yet" if not self.finished else "it was deleted"
-            raise RunError(f"{path} does not exist ({hint})")
+            raise RunError(f"{path} does not exist ({self.why_missing(which)})")
         return self.load_keras(path)
 
     def load_keras(self, path):
@@ -205,6 +267,8 @@ class RunDir:
 
         import kerasgen.zoo  # noqa: F401  registers the models
 
+        if not zipfile.is_zipfile(path):  # Keras would say "File not found"
+            raise RunError(f"{path} cannot be loaded (it is truncated or is not a .keras file)")
         try:
             return keras.saving.load_model(path, compile=False)
         except Exception as e:  # Keras raises many kinds for a bad file; all mean "unusable"
@@ -230,6 +294,21 @@ class RunDir:
             except (RunError, OSError):
                 continue  # in use, or not ours to lock
             shutil.rmtree(path, ignore_errors=True)
+
+    def trainer(self):
+        """Who trains into this directory now ('process N'), or None when no one does; the
+        directory is left as it is."""
+        try:
+            handle = open(self.join(self.LOCK))
+        except OSError:
+            return None  # never locked
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return handle.read().strip() or "another process"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
 
     @contextlib.contextmanager
     def lock(self):

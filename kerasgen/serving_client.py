@@ -1,9 +1,11 @@
-"""A client for kerasgen models on TF Serving, over REST (port 8501) or gRPC (port 8500).
+"""A client for kerasgen models on TF Serving, over REST (port 8501) or gRPC (port 8500), or, to
+check an export where no server runs, answered in process from the SavedModel itself.
 
     from kerasgen.serving_client import ServingClient
     client = ServingClient("gru")                       # localhost, REST
     client.generate(["The "], max_new_tokens=100, top_p=0.9, seed=1)
     ServingClient("conv", protocol="grpc").sample([1, 2, 3])   # uint8 images
+    ServingClient("gru", protocol="local", saved_model="models/gru/1").generate(["The "])
 
 Every request has a total deadline (`timeout`, by default a few seconds plus
 the generation's own time), so a server that stalls or trickles bytes cannot
@@ -15,6 +17,7 @@ import contextlib
 import dataclasses
 import http.client
 import json
+import os
 import socket
 import threading
 import time
@@ -24,6 +27,7 @@ import numpy as np
 
 from kerasgen.text.sampling import SERVED_CONTROLS, Sampling
 
+PROTOCOLS = ("rest", "grpc", "local")  # local: tf.saved_model.load in this process, no server
 BASE_TIMEOUT = 10.0  # seconds for any request: connection, queueing, a short answer
 SECONDS_PER_TOKEN = 0.01  # plus this per generated token per prompt (the plain graph: ~2 ms)
 
@@ -40,13 +44,16 @@ class ServingClient:
     """
 
     def __init__(self, model, host="localhost", rest_port=8501, grpc_port=8500, protocol="rest",
-                 timeout=None):
-        if protocol not in ("rest", "grpc"):
-            raise ValueError(f"protocol must be 'rest' or 'grpc', got {protocol!r}")
+                 timeout=None, saved_model=None):
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        if (protocol == "local") != (saved_model is not None):
+            raise ValueError("protocol 'local' takes a saved_model directory, and only it does")
         self.model, self.host, self.protocol, self.timeout = model, host, protocol, timeout
         self.rest_port, self.rest_url = rest_port, f"http://{host}:{rest_port}/v1/models/{model}"
         self.grpc_target = f"{host}:{grpc_port}"
-        self._stub = None
+        self.saved_model = saved_model
+        self._stub = self._loaded = None
 
     def _deadline(self, tokens=0):
         return time.monotonic() + (self.timeout if self.timeout is not None
@@ -115,8 +122,50 @@ class ServingClient:
         except grpc.RpcError as e:
             raise ServingError(f"{self.model}: {e.code().name}: {e.details()}") from None
 
+    # local: the SavedModel in this process -------------------------------------------------
+    def _signature_defs(self):
+        """The SavedModel's SignatureDefs as the gRPC metadata gives them (the same protos)."""
+        from google.protobuf import json_format
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        path = os.path.join(self.saved_model, "saved_model.pb")
+        try:
+            with open(path, "rb") as f:
+                saved = saved_model_pb2.SavedModel.FromString(f.read())
+        except OSError as e:
+            raise ServingError(f"cannot read {path}: {e.strerror or e}") from None
+        except Exception as e:  # a protobuf DecodeError: not a SavedModel
+            raise ServingError(f"{path} is not a SavedModel ({type(e).__name__})") from None
+        return {name: json_format.MessageToDict(signature)
+                for name, signature in saved.meta_graphs[0].signature_def.items()
+                if not name.startswith("__")}  # the init op is not a signature to call
+
+    def _local(self, inputs, signature):
+        """What TF Serving's Predict answers, from tf.saved_model.load in this process."""
+        import tensorflow as tf
+
+        if self._loaded is None:
+            self._signature_defs()  # a missing or broken SavedModel: one ServingError
+            self._loaded = tf.saved_model.load(self.saved_model)
+        function = self._loaded.signatures.get(signature)
+        if function is None:
+            raise ServingError(f"{self.model}: NOT_FOUND: no signature {signature!r} in "
+                               f"{self.saved_model} (it has {', '.join(self._loaded.signatures)})")
+        specs = function.structured_input_signature[1]
+        if set(inputs) != set(specs):
+            raise ServingError(f"{self.model}: INVALID_ARGUMENT: {signature} takes inputs "
+                               f"{', '.join(sorted(specs))}, got {', '.join(sorted(inputs)) or 'none'}")
+        try:
+            outputs = function(**{k: tf.constant(np.asarray(v), specs[k].dtype) for k, v in inputs.items()})
+        except (tf.errors.InvalidArgumentError, TypeError, ValueError) as e:
+            message = getattr(e, "message", str(e)).strip().splitlines()[0]
+            raise ServingError(f"{self.model}: INVALID_ARGUMENT: {message}") from None
+        return {k: v.numpy() for k, v in outputs.items()}
+
     def metadata(self):
         """The model's signatures as {name: {'inputs': {...}, 'outputs': {...}}} (TF Serving's JSON)."""
+        if self.protocol == "local":
+            return self._signature_defs()
         if self.protocol == "rest":
             try:
                 return self._rest("/metadata")["metadata"]["signature_def"]["signature_def"]
@@ -134,6 +183,8 @@ class ServingClient:
 
     def predict(self, inputs, signature="serving_default", columnar=False, deadline=None):
         """Runs `signature` on named inputs (each with a leading batch dimension) → named arrays."""
+        if self.protocol == "local":
+            return self._local(inputs, signature)
         if self.protocol == "grpc":
             import tensorflow as tf
             from tensorflow_serving.apis import model_pb2, predict_pb2

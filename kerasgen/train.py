@@ -2,6 +2,7 @@
 import contextlib
 import dataclasses
 import os
+import shlex
 import sys
 import tempfile
 
@@ -94,9 +95,9 @@ def list_models():
 
 @dataclasses.dataclass
 class Plan:
-    """A run's resolved settings, before anything is written."""
+    """A run's resolved settings, before anything is written, found without TensorFlow."""
 
-    cls: type
+    model: object  # the model's class, or its catalogue.ModelInfo before the zoo is imported
     train: TrainConfig
     recipe: Recipe
     model_flags: dict  # the model hyperparameters given as flags
@@ -105,7 +106,7 @@ class Plan:
 
 
 def _resume_plan(args, overrides):
-    from kerasgen import registry
+    from kerasgen import catalogue
 
     run = RunDir.find(args.resume)
     config = run.read_config()
@@ -118,17 +119,23 @@ def _resume_plan(args, overrides):
     if fixed:
         raise UsageError(f"a resumed run keeps its settings; only --epochs and recipe fields can "
                          f"change (got --{', --'.join(fixed)})")
-    cls = registry.get(config["model_name"])
+    model = catalogue.model(config["model_name"])
     try:
         recipe = from_dict(Recipe, config["recipe"], "its 'recipe' section")
     except ConfigError as e:
         raise RunError(f"{run.config_path} is corrupted ({e})") from None
-    train, recipe_updates, _ = apply_overrides(run.train_config(), cls, overrides)
-    return Plan(cls, train.check(), dataclasses.replace(recipe, **recipe_updates), {}, run, run)
+    train, recipe_updates, _ = apply_overrides(run.train_config(), model, overrides)
+    done = run.finished_epochs()
+    if done > train.epochs:
+        raise UsageError(f"--epochs={train.epochs} is fewer than the {done} epochs {run} has "
+                         f"finished: give --epochs={done} or more")
+    model.family.check_data(train)
+    distribute.check_cluster(train.strategy)
+    return Plan(model, train.check(), dataclasses.replace(recipe, **recipe_updates), {}, run, run)
 
 
 def _fresh_plan(args, overrides):
-    from kerasgen import registry
+    from kerasgen import catalogue
 
     base = pretrained = None
     if args.init_from:
@@ -137,8 +144,8 @@ def _fresh_plan(args, overrides):
         if args.model and args.model != base["model_name"]:
             raise UsageError(f"--init_from {args.init_from} is a {base['model_name']!r} run, "
                              f"not {args.model!r}")
-    cls = registry.get(args.model or (base["model_name"] if base else TrainConfig.model))
-    train, recipe_updates, model_flags = apply_overrides(TrainConfig(**cls.train_defaults), cls,
+    model = catalogue.model(args.model or (base["model_name"] if base else TrainConfig.model))
+    train, recipe_updates, model_flags = apply_overrides(TrainConfig(**model.train_defaults), model,
                                                          overrides)
     if base is not None:
         before = pretrained.train_config()
@@ -153,10 +160,12 @@ def _fresh_plan(args, overrides):
             changes["seq_len"] = before.seq_len  # the model's context
         train = dataclasses.replace(train, **changes)
     recipe = dataclasses.replace(get_recipe(train.recipe), **recipe_updates)
-    if train.out is not None and distribute.task(train.strategy).chief:  # others never write there
-        RunDir.check_new(train.out)  # before the data and the model take their seconds
-    return Plan(cls, dataclasses.replace(train, model=cls.zoo_name).check(), recipe, model_flags,
-                pretrained=pretrained)
+    train = dataclasses.replace(train, model=model.zoo_name).check()
+    model.family.check_data(train)
+    distribute.check_cluster(train.strategy)
+    if train.out is not None and train.strategy != "multi_worker":  # a worker: see _train
+        RunDir.check_new(train.out)  # before TensorFlow, the data and the model take their seconds
+    return Plan(model, train, recipe, model_flags, pretrained=pretrained)
 
 
 @contextlib.contextmanager
@@ -181,12 +190,14 @@ def _train(plan):
     """Everything after the settings: data, model, run directory, fit. Returns the exit code."""
     import keras
 
-    from kerasgen import trainer
+    from kerasgen import registry, trainer
 
-    train, recipe, cls = plan.train, plan.recipe, plan.cls
+    train, recipe, cls = plan.train, plan.recipe, registry.get(plan.model.zoo_name)
     task = distribute.task(train.strategy)
+    if plan.run is None and train.out is not None and task.workers > 1 and task.chief:
+        RunDir.check_new(train.out)  # only the chief writes there
     strategy = distribute.make_strategy(train.strategy)  # before any op: collectives configure at start
-    first_step = trainer.finished_epochs(plan.run) * train.steps_per_epoch if plan.run else 0
+    first_step = plan.run.finished_epochs() * train.steps_per_epoch if plan.run else 0
     pretrained = plan.pretrained.read_config()["model"] if plan.pretrained else None
     decided, data = cls.family.training_data(
         cls, train, model_arguments(cls, train, recipe, plan.model_flags, pretrained),
@@ -207,10 +218,11 @@ def _train(plan):
         if not task.chief:
             print(f"{task}: training; the chief writes the run directory", flush=True)
         else:
-            print(f"run directory: {run}\nTensorBoard:   tensorboard --logdir {run.logs_dir}",
-                  flush=True)
+            print(f"run directory: {run}\nTensorBoard:   tensorboard --logdir "
+                  f"{shlex.quote(run.logs_dir)}", flush=True)
         # What to resume: on a worker other than the chief, the chief's run, not the scratch.
-        resume = plan.run or (run if task.chief else train.out or "<the chief's run directory>")
+        resume = str(plan.run or (run if task.chief else train.out or "<the chief's run directory>"))
+        resume = shlex.quote(resume) if not resume.startswith("<") else resume
         try:
             _, report = trainer.train_run(model, data, train, recipe, run, restore_from)
         except KeyboardInterrupt:
@@ -218,7 +230,9 @@ def _train(plan):
                   f"{PROG} --resume {resume}", file=sys.stderr)
             return 130
         except trainer.TrainingDiverged as e:
-            print(f"kerasgen.train: error: training diverged: {e}; the last finished epoch is kept: "
+            kept = ("the last finished epoch is kept" if restore_from.finished_epochs()
+                    else "no epoch had finished, so there is none to keep; start it again")
+            print(f"kerasgen.train: error: training diverged: {e}; {kept}: "
                   f"{PROG} --resume {resume} --learning_rate=<lower>", file=sys.stderr)
             return 1
         except distribute.worker_errors(task) as e:
@@ -231,8 +245,9 @@ def _train(plan):
             return 0
     print("\n" + "\n".join(report))
     print(f"run directory: {run}\nnext:")
-    for line in [*cls.family.example_commands(run), f"python -m kerasgen.export --run {run}",
-                 f"tensorboard --logdir {run.logs_dir}"]:
+    for line in [*cls.family.example_commands(run),
+                 f"python -m kerasgen.export --run {shlex.quote(run.path)}",
+                 f"tensorboard --logdir {shlex.quote(run.logs_dir)}"]:
         print(f"  {line}")
     return 0
 
@@ -245,10 +260,10 @@ def main(argv):
         return 0
     if args.resume and args.init_from:
         raise UsageError("--resume continues a run; --init_from starts a new one: choose one")
-    start_tensorflow()
+    plan = _resume_plan(args, overrides) if args.resume else _fresh_plan(args, overrides)
+    start_tensorflow()  # only now: a bad flag, model name, data path or run is one line at once
     import kerasgen.zoo  # noqa: F401  registers the models
 
-    plan = _resume_plan(args, overrides) if args.resume else _fresh_plan(args, overrides)
     with distribute.dtype_policy(plan.train.precision):
         return _train(plan)
 

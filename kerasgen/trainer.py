@@ -10,6 +10,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import warnings
 
 import keras
@@ -18,23 +19,8 @@ import numpy as np
 from kerasgen.errors import ConfigError, RunError
 from kerasgen.rundir import atomic_save_model, atomic_write
 
-BACKUP_STATE = "state.json"  # the commit point of a backup: it names the weights file it goes with
-
-
 class TrainingDiverged(Exception):
     """A loss or weight became NaN or infinite: training stops, the last good backup is kept."""
-
-
-def finished_epochs(run):
-    """Epochs the run's backup holds (0 without one)."""
-    path = os.path.join(run.backup_dir, BACKUP_STATE)
-    if not os.path.isfile(path):
-        return 0
-    try:
-        with open(path) as f:
-            return int(json.load(f)["epoch"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise RunError(f"{path} is corrupted ({e}); delete {run.backup_dir} to restart the run") from None
 
 
 class Backup(keras.callbacks.Callback):
@@ -57,11 +43,9 @@ class Backup(keras.callbacks.Callback):
         return [v for v in self.model.variables if "seed_generator_state" in v.path]
 
     def on_train_begin(self, logs=None):
-        path = os.path.join(self.restore_from.backup_dir, BACKUP_STATE)
-        if not os.path.isfile(path):
+        state = self.restore_from.backup_state()
+        if state is None:
             return
-        with open(path) as f:
-            state = json.load(f)
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         weights = os.path.join(self.restore_from.backup_dir, state["weights"])
@@ -73,10 +57,14 @@ class Backup(keras.callbacks.Callback):
         except Exception as e:  # h5py and Keras raise many kinds; all mean "unusable"
             raise RunError(f"{weights} cannot be loaded ({str(e).splitlines()[0]}); delete "
                            f"{self.restore_from.backup_dir} to restart the run") from None
-        for variable, value in zip(self._random_states(), state["random"]):
-            variable.assign(np.asarray(value, variable.dtype))
-        for callback, saved in zip(self.stateful, state["callbacks"]):
-            callback.restore_state(saved)
+        try:
+            for variable, value in zip(self._random_states(), state["random"], strict=True):
+                variable.assign(np.asarray(value, variable.dtype).reshape(variable.shape))
+            for callback, saved in zip(self.stateful, state["callbacks"], strict=True):
+                callback.restore_state(saved)
+        except (ValueError, TypeError, KeyError) as e:
+            raise RunError(f"{self.restore_from.backup_state_path} is corrupted ({e}); delete "
+                           f"{self.restore_from.backup_dir} to restart the run") from None
         self.model._initial_epoch = state["epoch"]
 
     def on_epoch_end(self, epoch, logs=None):
@@ -89,7 +77,7 @@ class Backup(keras.callbacks.Callback):
         state = {"epoch": epoch + 1, "weights": name,
                  "random": [np.asarray(v).tolist() for v in self._random_states()],
                  "callbacks": [c.resumable_state() for c in self.stateful]}
-        atomic_write(os.path.join(self.run.backup_dir, BACKUP_STATE), json.dumps(state))
+        atomic_write(self.run.backup_state_path, json.dumps(state))
         for old in glob.glob(os.path.join(self.run.backup_dir, "epoch-*.weights.h5")):
             if os.path.basename(old) != name:
                 os.remove(old)
@@ -117,7 +105,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         return {"best": self.best}
 
     def restore_state(self, state):
-        self.best = state["best"]
+        self.best = float(state["best"])
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -127,7 +115,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         return {"wait": self.wait, "best": None if self.best is None else float(self.best)}
 
     def restore_state(self, state):
-        self.wait, self.best = state["wait"], state["best"]
+        self.wait, self.best = int(state["wait"]), None if state["best"] is None else float(state["best"])
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -197,7 +185,7 @@ def train_run(model, data, train, recipe, run, restore_from=None):
     try:
         model.fit(data.train, epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,
                   validation_data=data.validation, callbacks=callbacks, shuffle=False,  # tf.data shuffles
-                  verbose=2 if os.environ.get("CI") else "auto")
+                  verbose="auto" if sys.stdout.isatty() else 2)  # a log file: a line an epoch
     except KeyboardInterrupt:
         # Keras writes the finished epochs' scalars to disk only when its writers close, which
         # fit() does not do when interrupted: close them here, so that no logged epoch is lost.

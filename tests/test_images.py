@@ -126,3 +126,14 @@ def test_frechet_distance_is_zero_for_a_set_with_itself_and_grows_with_noise():
 def test_image_grid_tiles_images_with_gaps():
     grid = image_grid(np.ones((10, 4, 4, 1)), columns=8)
     assert grid.shape == (2 * 5 + 1, 8 * 5 + 1, 1) and grid.dtype == np.uint8
+
+
+def test_the_quality_classifier_trains_on_a_few_labelled_images_without_stalling():
+    """Fewer images than a batch of 64 once meant 0 steps an epoch, which Keras reads as
+    'until the data ends': the endless stream, for ever."""
+    from kerasgen.image.data import split_images
+    from kerasgen.image.metrics import train_classifier
+
+    images = np.random.default_rng(0).random((20, 8, 8, 1)).astype(np.float32)
+    model, accuracy = train_classifier(images, np.arange(20) % 2, split_images(20, 0), epochs=2)
+    assert 0.0 <= accuracy <= 1.0 and model.output_shape == (None, 2)

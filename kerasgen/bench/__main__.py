@@ -23,9 +23,11 @@ def _parser():
 def main(argv):
     parser, modules = _parser()
     args, rest = parser.parse_known_args(argv)
-    overrides = parse_overrides(rest)
+    overrides, module = parse_overrides(rest), modules[args.bench]
+    if hasattr(module, "check"):
+        module.check(args)  # the bench's own flags, at once: TensorFlow takes seconds to start
     start_tensorflow()
-    modules[args.bench].run(args, overrides)
+    module.run(args, overrides)
     return 0
 
 

@@ -30,11 +30,18 @@ def model_spec(spec):
     return name, {key: value for key, _, value in pairs}
 
 
+def check(args):
+    if args.minutes <= 0 or args.epochs < 1:
+        raise UsageError("expected --minutes > 0 and --epochs ≥ 1")
+    from kerasgen import catalogue
+
+    for spec in args.models:
+        catalogue.model(model_spec(spec)[0])
+
+
 def run(args, overrides):
     """Each image model trained for the same CPU time on the same data, then judged alike: the
     steps of each run are its calibrated steps/s times the budget."""
-    if args.minutes <= 0 or args.epochs < 1:
-        raise UsageError("expected --minutes > 0 and --epochs ≥ 1")
     specs = [model_spec(spec) for spec in args.models]
     size = {"image_size": str(args.image_size), "channels": str(args.channels)}
     batches = [args.batch_size or common.settings(name, {**overrides, **settings, **size})[0].batch_size

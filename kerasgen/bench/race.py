@@ -25,6 +25,7 @@ import numpy as np
 
 from kerasgen.bench import common
 from kerasgen.errors import KerasgenError, UsageError
+from kerasgen.text import check_text_source
 from kerasgen.rundir import RunDir, atomic_write
 
 # nanoGPT's README: "a baby GPT on CPU" (4 layers, 4 heads, 128 wide, context 64, batch 12).
@@ -93,12 +94,12 @@ def check(args):
                          "(checked before training, so the curves are not lost at the end)")
     if args.nanogpt:
         check_nanogpt(args.nanogpt, args.torch_python)
+    check_text_source(args.data)
 
 
 def run(args, overrides):
     from kerasgen.text.data import load_text
 
-    check(args)
     flags = [f"--{key}={value}" for key, value in {**BABY_GPT, **overrides}.items()]
     common.settings("transformer", {key: str(value) for key, value in {**BABY_GPT, **overrides}.items()})
     text = load_text(args.data)

@@ -16,14 +16,19 @@ def add_arguments(p):
     p.add_argument("--steps", type=int, default=100, help="training steps per epoch")
 
 
+def check(args):
+    if args.epochs < 2 or args.steps < 1 or args.workers < 2:
+        raise UsageError("expected --epochs ≥ 2, --steps ≥ 1 and --workers ≥ 2")
+    from kerasgen import catalogue
+
+    catalogue.model(args.model)
+
+
 def run(args, overrides):
     """The same `python -m kerasgen.train` command on one worker and on N, its global batch split
     over the workers; steps/s from the epochs' ends in each run's TensorBoard log."""
     from kerasgen.distribute import local_cluster
     from kerasgen.rundir import RunDir
-
-    if args.epochs < 2 or args.steps < 1 or args.workers < 2:
-        raise UsageError("expected --epochs ≥ 2, --steps ≥ 1 and --workers ≥ 2")
     command = [sys.executable, "-m", "kerasgen.train", f"--model={args.model}",
                f"--epochs={args.epochs}", f"--steps_per_epoch={args.steps}", "--validation_steps=1",
                "--sample_chars=8", *common.model_flags(overrides)]

@@ -18,6 +18,16 @@ def add_arguments(p):
     p.add_argument("--out", metavar="DIR", help="where the runs go (default: a new temporary folder)")
 
 
+def check(args):
+    if args.minutes <= 0 or args.epochs < 1 or args.max_new_tokens < 1:
+        raise UsageError("expected --minutes > 0, --epochs ≥ 1 and --max_new_tokens ≥ 1")
+    from kerasgen import catalogue
+
+    for name in args.models:
+        if catalogue.model(name).family.name != "text":
+            raise UsageError(f"--models {name}: not a text model")
+
+
 def run(args, overrides):
     """Each text model with each tokenizer, trained for the same time on the same text: bits per
     byte of the validation split, generation speed in tokens and characters, and a sample."""
@@ -28,8 +38,6 @@ def run(args, overrides):
     from kerasgen.text.decoding import generate_ids
     from kerasgen.text.sampling import Sampling
 
-    if args.minutes <= 0 or args.epochs < 1 or args.max_new_tokens < 1:
-        raise UsageError("expected --minutes > 0, --epochs ≥ 1 and --max_new_tokens ≥ 1")
     settings = {"char": {}, "bpe": {"tokenizer": "bpe", "vocab_size": str(args.vocab_size)}}
     for name in args.models:  # every name and setting checked before anything trains
         for flags in settings.values():

@@ -9,12 +9,33 @@ import shlex
 from kerasgen.errors import UsageError
 from kerasgen.family import Family, TrainingData, spread
 
+EMBEDDED_IMAGES = "digits"  # scikit-learn's 8×8 handwritten digits: installed, no download
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SAMPLES_PNG = "samples.png"  # in the run directory: a grid of 64 samples of the final model
 CLASSIFIER = "classifier.keras"  # in the run directory: the quality judge, when data has labels
 JUDGED_REAL_IMAGES = 2000  # real images whose classifier features the generated ones are compared with
 # `generate` flags passed to models that declare them in `sampling_controls` (a model without
 # one refuses it); listed here because the flags exist before any model is imported.
 SAMPLING_FLAGS = ("steps", "eta", "guidance")
+
+
+def image_source_kind(source):
+    """'digits', 'tfds', 'folder' or 'npz': what an image --data source names; anything else is
+    one DataError, before any reading."""
+    from kerasgen.errors import DataError
+
+    if source in (None, EMBEDDED_IMAGES):
+        return "digits"
+    if source.startswith("tfds:"):
+        return "tfds"
+    if os.path.isdir(source):
+        return "folder"
+    if source.endswith(".npz"):
+        if not os.path.isfile(source):
+            raise DataError(f"data file not found: {source}")
+        return "npz"
+    raise DataError(f"image data must be 'digits', tfds:NAME, an .npz file or a folder of images; "
+                    f"got {source!r}")
 
 
 class ImageFamily(Family):
@@ -40,13 +61,17 @@ class ImageFamily(Family):
                                 "1 = none)")
 
     # -- training ------------------------------------------------------------------------
+    def check_data(self, train):
+        if train.tokenizer != "char" or train.vocab_size is not None:
+            raise UsageError("--tokenizer and --vocab_size are for text models")
+        image_source_kind(train.data)
+
     def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
         from kerasgen.config import model_defaults
         from kerasgen.image import metrics
         from kerasgen.image.data import image_datasets, load_images, split_images
 
-        if train.tokenizer != "char" or train.vocab_size is not None:
-            raise UsageError("--tokenizer and --vocab_size are for text models")
+        self.check_data(train)
         hyper = {**model_defaults(cls), **model_kwargs}
         images, labels = load_images(train.data, hyper["image_size"], hyper["channels"])
         decided = {}

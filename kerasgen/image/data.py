@@ -7,9 +7,7 @@ import tensorflow as tf
 
 from kerasgen.data import load_tfds
 from kerasgen.errors import DataError
-
-EMBEDDED_IMAGES = "digits"  # scikit-learn's 8×8 handwritten digits: installed, no download
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+from kerasgen.image import IMAGE_SUFFIXES, image_source_kind
 
 
 def prepare_images(images, image_size, channels):
@@ -104,19 +102,15 @@ def load_images(source, image_size, channels=1):
     an .npz file with 'x_train' or 'x' (and optionally 'y_train'/'y'), or a
     folder of PNG/JPEG files of one size.
     """
-    if source in (None, EMBEDDED_IMAGES):
+    kind = image_source_kind(source)
+    if kind == "digits":
         images, labels = _digits()
-    elif source.startswith("tfds:"):
+    elif kind == "tfds":
         images, labels = _tfds_images(source[len("tfds:"):])
-    elif os.path.isdir(source):
+    elif kind == "folder":
         images, labels = _folder(source)
-    elif source.endswith(".npz"):
-        if not os.path.isfile(source):
-            raise DataError(f"data file not found: {source}")
-        images, labels = _npz(source)
     else:
-        raise DataError(f"image data must be 'digits', tfds:NAME, an .npz file or a folder "
-                        f"of images; got {source!r}")
+        images, labels = _npz(source)
     images = prepare_images(images, image_size, channels)
     return images, None if labels is None else _check_labels(labels, len(images), source)
 

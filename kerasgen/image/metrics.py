@@ -39,8 +39,9 @@ def train_classifier(images, labels, split, epochs=20, seed=0):
     model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"],
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = tf.constant(images[train]), tf.constant(labels[train])
-    batches = shuffled_batches(len(train), 64, seed).map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
-    model.fit(batches, epochs=epochs, steps_per_epoch=len(train) // 64, verbose=0,
+    batch = min(64, len(train))  # 0 steps an epoch would make Keras read the endless stream forever
+    batches = shuffled_batches(len(train), batch, seed).map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
+    model.fit(batches, epochs=epochs, steps_per_epoch=len(train) // batch, verbose=0,
               shuffle=False)  # the batches are shuffled
     accuracy = model.evaluate(images[test], labels[test], verbose=0, return_dict=True)["accuracy"]
     return model, float(accuracy)

@@ -2,6 +2,7 @@
 
 Importing this package does not import TensorFlow; the methods import what they use.
 """
+import os
 import shlex
 import sys
 
@@ -10,6 +11,18 @@ from kerasgen.family import Family, TrainingData, spread
 from kerasgen.text.sampling import DEFAULT_PROMPT, Sampling
 
 STREAM_BLOCK = 32  # tokens per compiled call while streaming: ~1 ms of Python per block
+EMBEDDED_TEXT = "pydoc"  # CPython's own help text: on every Python, needs no download
+
+
+def check_text_source(source):
+    """A text --data source that names nothing usable is one DataError, before any reading."""
+    if source in (None, EMBEDDED_TEXT) or source.startswith("tfds:"):
+        return
+    if not os.path.isfile(source):
+        raise DataError(f"data file not found: {source}" if not os.path.exists(source) else
+                        f"{source} is not a file; text data is a UTF-8 text file, 'pydoc' or tfds:NAME")
+    if not os.access(source, os.R_OK):
+        raise DataError(f"cannot read {source}: permission denied")
 
 
 class TextFamily(Family):
@@ -29,6 +42,9 @@ class TextFamily(Family):
     add_evaluate_arguments = add_generate_arguments
 
     # -- training ------------------------------------------------------------------------
+    def check_data(self, train):
+        check_text_source(train.data)
+
     def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
         from kerasgen.text.tokenizer import DEFAULT_BPE_VOCAB, BytePairTokenizer, CharVocab
 

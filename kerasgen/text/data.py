@@ -1,5 +1,4 @@
 """Text data: the embedded default corpus, the user's files and tfds, as tf.data windows."""
-import os
 import re
 
 import numpy as np
@@ -7,8 +6,7 @@ import tensorflow as tf
 
 from kerasgen.data import load_tfds
 from kerasgen.errors import DataError
-
-EMBEDDED_TEXT = "pydoc"  # CPython's own help text: on every Python, needs no download
+from kerasgen.text import EMBEDDED_TEXT, check_text_source
 
 _TABLE_OR_GRAMMAR = re.compile(r"^\s*[|+=]|::=")
 
@@ -34,18 +32,18 @@ def _tfds_text(name):
 
 def load_text(source):
     """The corpus named by `source`: None/'pydoc' (embedded), 'tfds:NAME', or a UTF-8 file path."""
+    check_text_source(source)
     if source in (None, EMBEDDED_TEXT):
         text = _embedded_text()
     elif source.startswith("tfds:"):
         text = _tfds_text(source[len("tfds:"):])
     else:
-        if not os.path.isfile(source):
-            raise DataError(f"data file not found: {source}")
         try:
             with open(source, encoding="utf-8") as f:
                 text = f.read()
         except UnicodeDecodeError as e:
-            raise DataError(f"{source} is not UTF-8 text: {e}") from None
+            raise DataError(f"{source} is not UTF-8 text: byte 0x{e.object[e.start]:02x} at offset "
+                            f"{e.start:,} is not UTF-8 (convert it, e.g. with iconv)") from None
         except OSError as e:
             raise DataError(f"cannot read {source}: {e.strerror or e}") from None
     if not text.strip():

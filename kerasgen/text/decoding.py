@@ -115,12 +115,14 @@ def gumbel_noise(keys, step, vocab_size):
 
 
 def seen_before(tokens, start, vocab_size):
-    """(B, V) bool: the ids in each row's first `start` tokens, without a (B, L, V) one-hot."""
-    batch = tf.shape(tokens)[0]
-    ids = tokens[:, :start]
-    rows = tf.repeat(tf.range(batch), tf.shape(ids)[1])
-    indices = tf.stack([rows, tf.reshape(ids, [-1])], axis=1)
-    counts = tf.scatter_nd(indices, tf.ones_like(rows), tf.stack([batch, vocab_size]))
+    """(B, V) bool: the ids in each row's first `start` tokens, without a (B, L, V) one-hot.
+    Every shape is the buffer's: under XLA a slice to `start` would make each new start (each
+    streamed block) a program of its own, compiled again."""
+    batch, length = tf.shape(tokens)[0], tf.shape(tokens)[1]
+    rows = tf.repeat(tf.range(batch), length)
+    indices = tf.stack([rows, tf.reshape(tokens, [-1])], axis=1)
+    before = tf.tile(tf.cast(tf.range(length) < start, tf.int32)[None], [batch, 1])  # (B, L)
+    counts = tf.scatter_nd(indices, tf.reshape(before, [-1]), tf.stack([batch, vocab_size]))
     return counts > 0
 
 
