@@ -1,5 +1,8 @@
 """kerasgen: a Keras 3 zoo of generative models you train, watch in TensorBoard and serve."""
 import os
+import time
+
+STARTED = time.monotonic()  # the user's clock: the run timings count from here (see trainer.Clock)
 
 __version__ = "0.2.0"
 

@@ -34,7 +34,7 @@ class TrainConfig:
     out: Optional[str] = None  # None: runs/<model>/<timestamp>
     strategy: str = "default"  # default | mirrored | multi_worker (from TF_CONFIG)
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (Keras dtype policies)
-    jit_compile: bool = True  # XLA for the training steps and the per-epoch samples
+    jit_compile: bool = True  # XLA for the training steps
     steps_per_execution: int = 10  # fewer Python round trips per step (at most; a divisor of an epoch)
     sample_chars: int = 200  # text: length of the per-epoch TensorBoard samples
     init_from: Optional[str] = None  # a run directory to fine-tune from

@@ -87,8 +87,9 @@ class Family:
         """Keras callbacks that show samples and scores while training."""
         return []
 
-    def summarize(self, model, data, train, run):
-        """(summary dict for summary.json, lines to print) after training."""
+    def summarize(self, model, data, train, run, last):
+        """(summary dict for summary.json, lines to print) after training; `last`: the final
+        epoch's logs (see `final_scores`)."""
         raise NotImplementedError
 
     # -- using a trained run -------------------------------------------------------------
@@ -126,6 +127,15 @@ class Family:
     def calibration_inputs(self, model, run, count=64):
         """Representative inputs of `tflite_function` for int8 quantization."""
         raise NotImplementedError
+
+
+def final_scores(last, names, compute):
+    """{name: score} of the final model: the `val_<name>` of its last epoch's logs, which fit
+    computed on these very weights, or `compute()`'s when this process ran no epoch (a run
+    resumed after its last one) and so has no logs to take them from."""
+    if last and all(f"val_{name}" in last for name in names):
+        return {name: float(last[f"val_{name}"]) for name in names}
+    return compute()
 
 
 def spread(per_seed):

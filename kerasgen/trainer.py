@@ -11,10 +11,13 @@ import math
 import os
 import shutil
 import sys
+import time
 import warnings
 
 import keras
 import numpy as np
+
+import kerasgen
 
 from kerasgen.errors import ConfigError, RunError
 from kerasgen.rundir import atomic_save_model, atomic_write
@@ -141,6 +144,51 @@ class StopOnNonFinite(keras.callbacks.Callback):
                 raise TrainingDiverged(f"weight {variable.path} became non-finite in epoch {epoch + 1}")
 
 
+class Clock(keras.callbacks.Callback):
+    """Where the user's wall time goes, from the process' start (kerasgen's import) to the saved
+    model: start-up (to the end of the first training execution: imports, data, model, tracing
+    and compilation), training, validation, and what runs between epochs (samples, checkpoints,
+    backups). First among the callbacks, so the between-epochs time counts the others'."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = dict(startup_s=None, train_s=0.0, validation_s=0.0, between_epochs_s=0.0,
+                          save_and_scores_s=0.0)
+        self._mark = None
+
+    def _lap(self, key):
+        now = time.monotonic()
+        if self._mark is not None:
+            self.times[key] += now - self._mark
+        self._mark = now
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._lap("between_epochs_s")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.times["startup_s"] is None:
+            self.times["startup_s"] = time.monotonic() - kerasgen.STARTED
+            self._mark = time.monotonic()
+
+    def on_test_begin(self, logs=None):
+        self._lap("train_s")
+
+    def on_test_end(self, logs=None):
+        self._lap("validation_s")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._lap("train_s")  # the epoch's steps, when it has no validation
+
+    def on_train_end(self, logs=None):
+        self._lap("between_epochs_s")
+
+    def summary(self):
+        """The timings in seconds, the final save and scores and the whole run included."""
+        self._lap("save_and_scores_s")
+        return {**{k: round(v, 2) for k, v in self.times.items() if v is not None},
+                "total_s": round(time.monotonic() - kerasgen.STARTED, 2)}
+
+
 def training_model(cls, model_kwargs, train, recipe, strategy=None, pretrained=None):
     """The model of `cls`, built under `strategy` (default: none), given the weights of the
     `pretrained` model with `train.freeze_layers` fixed, and compiled with the recipe for
@@ -173,7 +221,9 @@ def train_run(model, data, train, recipe, run, restore_from=None):
     if data.monitor:
         stateful.append(ResumableEarlyStopping(monitor=data.monitor, mode="min",
                                                patience=recipe.patience))
+    clock = Clock()
     callbacks = [
+        clock,
         StopOnNonFinite(),  # first: a non-finite epoch is never checkpointed or backed up
         # The family's callbacks add their scores to the epoch's logs before these read them.
         *family.callbacks(model, data, train, run),
@@ -183,19 +233,32 @@ def train_run(model, data, train, recipe, run, restore_from=None):
         Backup(run, stateful, restore_from),
     ]
     try:
-        model.fit(data.train, epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,
-                  validation_data=data.validation, callbacks=callbacks, shuffle=False,  # tf.data shuffles
-                  verbose="auto" if sys.stdout.isatty() else 2)  # a log file: a line an epoch
+        history = model.fit(data.train, epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,
+                            validation_data=data.validation, callbacks=callbacks,
+                            shuffle=False,  # tf.data shuffles
+                            verbose="auto" if sys.stdout.isatty() else 2)  # a log: a line an epoch
     except KeyboardInterrupt:
         # Keras writes the finished epochs' scalars to disk only when its writers close, which
         # fit() does not do when interrupted: close them here, so that no logged epoch is lost.
         tensorboard.on_train_end()
         raise
     atomic_save_model(model, run.checkpoint_path("final"))
-    summary, report = family.summarize(model, data, train, run)
+    last = {key: values[-1] for key, values in history.history.items()} if history.epoch else None
+    summary, report = family.summarize(model, data, train, run, last)
+    summary["timings"] = timings = clock.summary()
+    report.append(_timings_line(timings))
     run.write_summary(summary)  # its presence marks the run finished …
     shutil.rmtree(run.backup_dir, ignore_errors=True)  # … so the backup is no longer needed
     return summary, report
+
+
+def _timings_line(t):
+    epochs = t["train_s"] + t["validation_s"] + t["between_epochs_s"]
+    return (f"time: {t['total_s']:.1f} s in all: {t.get('startup_s', 0):.1f} s to the first steps "
+            f"(start-up, tracing, compilation), {t['train_s']:.1f} s training, {t['validation_s']:.1f} s "
+            f"validation ({t['validation_s'] / max(epochs, 1e-9):.0%} of the epochs), "
+            f"{t['between_epochs_s']:.1f} s samples and checkpoints, {t['save_and_scores_s']:.1f} s "
+            f"final save and scores")
 
 
 def run_config(cls, model, train, recipe):

@@ -4,7 +4,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from kerasgen.errors import DataError
-from kerasgen.text.data import load_text, split_text, text_datasets
+from kerasgen.text.data import load_text, split_text, text_datasets, validation_batch
 from kerasgen.text.tokenizer import CharVocab
 
 
@@ -74,7 +74,18 @@ def test_windows_are_next_token_pairs_and_validation_covers_the_whole_split():
     inputs = np.concatenate([b[0].numpy().ravel() for b in val])
     assert inputs.min() == 1801 and len(inputs) == (200 - 1) // 16 * 16  # every whole window
     _, capped = text_datasets(*parts(ids), seq_len=16, batch_size=4, seed=0, validation_steps=2)
-    assert len(list(capped)) == 2
+    assert sum(len(b[0]) for b in capped) == 2 * 4  # validation_steps batches of batch_size
+
+
+@pytest.mark.parametrize("windows, batch_size, per_window, expected", [
+    (645, 32, 6400, 645),  # the embedded corpus' validation: one batch, one compiled shape
+    (645, 32, 2 ** 16, 215),  # logits bounded: the largest divisor within the bound
+    (643, 32, 2 ** 16, 32),  # a prime count over the bound: the training batch, the last shorter
+    (3, 32, 6400, 3),  # fewer windows than a batch
+])
+def test_validation_batches_have_one_shape_within_a_bounded_size(windows, batch_size, per_window,
+                                                                 expected):
+    assert validation_batch(windows, batch_size, per_window) == expected
 
 
 def test_the_training_stream_resumes_exactly_at_any_step():

@@ -8,9 +8,10 @@ from kerasgen import registry
 from kerasgen.config import model_defaults
 from kerasgen.errors import ConfigError
 from kerasgen.text.tokenizer import UNKNOWN_ID, CharVocab
-from kerasgen.text.decoding import (BUCKET, banned_by_ngrams, compiled_decoder, filter_top_k,
-                                    filter_top_p, generate, generate_ids, generate_uncached,
-                                    gumbel_noise, penalize_repetition, row_keys)
+from kerasgen.text.decoding import (BUCKET, banned_by_ngrams, compiled_decoder, decode_loop,
+                                    encode_prompts, filter_top_k, filter_top_p, generate,
+                                    generate_ids, generate_uncached, gumbel_noise,
+                                    penalize_repetition, row_keys, sampling_tensors)
 from kerasgen.family import spread
 from kerasgen.text.metrics import distinct_n, repetition_rate, self_bleu, text_stability
 from kerasgen.text.sampling import Sampling
@@ -207,12 +208,28 @@ def test_requests_with_the_controls_off_draw_what_the_full_sampler_draws(model):
 
 
 def test_no_retracing_across_prompt_lengths_and_settings(model):
-    loop = compiled_decoder(model)
     generate(model, ["a"], Sampling(5, temperature=0))
-    traces = loop.experimental_get_tracing_count()
     generate(model, ["abcdefg abcdefg"], Sampling(9, top_k=3, top_p=0.5, no_repeat_ngram=2))
     generate(model, ["ab", "abcd"], Sampling(5, temperature=0.7, seed=3))
-    assert loop.experimental_get_tracing_count() == traces == 1
+    generate(model, ["abc"], Sampling(7, repetition_penalty=1.2, seed=1))
+    traced = [compiled_decoder(model, filtered=f).experimental_get_tracing_count()
+              for f in (False, True)]
+    assert traced == [1, 1]
+
+
+@pytest.mark.parametrize("controls", [dict(temperature=0.9), dict(top_k=3, repetition_penalty=1.3)])
+def test_the_served_loop_writes_what_the_loop_of_one_kind_of_request_writes(model, controls):
+    """The command line traces only the loop its controls need; a served graph holds both and
+    picks per request. Both must write the same tokens."""
+    sampling = Sampling(20, seed=2, **controls)
+    tokens, lengths, stop = encode_prompts(model.text_tokenizer, ["ab", "h"], 20)
+    written = []
+    served, cli = decode_loop(model, jit_compile=False), compiled_decoder(model, False, sampling.filters())
+    for loop in (served, cli):
+        out = loop(tokens, lengths, np.int32(0), stop, np.int32(0), model.initial_state(2),
+                   *sampling_tensors(sampling))
+        written.append(out[0].numpy())
+    np.testing.assert_array_equal(*written)
 
 
 def test_no_repeat_ngram_output_has_no_repeated_ngrams(model):

@@ -30,13 +30,14 @@ def training_model(name, overrides, data_arguments=None, **train_changes):
     of these settings would be; `data_arguments`: what the data decides (a vocabulary)."""
     import keras
 
-    from kerasgen import trainer
+    from kerasgen import distribute, trainer
     from kerasgen.config import model_arguments
 
     train, recipe, cls, flags = settings(name, overrides, **train_changes)
     keras.utils.set_random_seed(train.seed)
     kwargs = model_arguments(cls, train, recipe, flags, data=data_arguments)
-    return trainer.training_model(cls, kwargs, train, recipe), train
+    with distribute.dtype_policy(train.precision):
+        return trainer.training_model(cls, kwargs, train, recipe), train
 
 
 def family_data(name, overrides, **train_changes):

@@ -1,5 +1,16 @@
-"""Generation tokens per second: the cached compiled loop (batch 1, 8) vs re-running the prefix."""
+"""Generation tokens per second: cold from the command line and warm, the cached loop (batch 1, 8) vs re-running the prefix."""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
 from kerasgen.bench import common
+
+CLI_TOKENS = 1000
+# Runs in a fresh process: the seconds from its start to a run's model loaded, as generate's.
+_LOAD = "import kerasgen, time; from kerasgen.rundir import RunDir; RunDir({!r}).load_model(); " \
+        "print(time.monotonic() - kerasgen.STARTED)"
 
 
 def add_arguments(p):
@@ -9,15 +20,55 @@ def add_arguments(p):
     p.add_argument("--uncached_tokens", type=int, default=200)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top_p", type=float, default=1.0)
+    p.add_argument("--run", nargs="*", default=[],
+                   help="runs to generate from on the command line (default: a 10-step run of "
+                        "each model, trained here)")
+
+
+def cold_cli(run):
+    """(wall seconds of `python -m kerasgen.generate` streaming CLI_TOKENS tokens, seconds a
+    fresh process takes to load the run's model, seconds of a warm streaming call here)."""
+    from kerasgen.rundir import RunDir
+    from kerasgen.text.decoding import COLD_XLA, generate_ids
+    from kerasgen.text.sampling import Sampling
+
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "kerasgen.generate", "--run", run, "--prompt", "The ",
+                    f"--max_new_tokens={CLI_TOKENS}"], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    cli = time.perf_counter() - started
+    load = float(subprocess.run([sys.executable, "-c", _LOAD.format(run)], check=True, text=True,
+                                capture_output=True).stdout.split()[-1])
+    model, sampling = RunDir(run).load_model(), Sampling(max_new_tokens=CLI_TOKENS)
+    stream = lambda: list(generate_ids(model, ["The "], sampling, block=32,  # noqa: E731
+                                       jit_compile=COLD_XLA))
+    cold = common.timed(stream)
+    return cli, load, cold, min(common.timed(stream) for _ in range(3))
 
 
 def run(args, overrides):
-    """Cached compiled decode at batch 1 and 8 vs re-running the prefix, same model, one run."""
+    """The command line's cold generation against start-up plus a warm call; then cached decode
+    at batch 1 and 8 vs re-running the prefix, same model, one run."""
+    print(f"{'run':28s} {'CLI, 1000 tokens':>16s} {'load':>6s} {'cold call':>9s} {'warm call':>9s} "
+          f"{'CLI / (load + warm)':>19s}")
+    with tempfile.TemporaryDirectory(prefix="kerasgen-bench-decode-") as scratch:
+        runs = args.run or []
+        for name in () if args.run else args.models:
+            runs.append(os.path.join(scratch, name))
+            common.train_command([f"--model={name}", "--epochs=1", "--steps_per_epoch=10",
+                                  *common.model_flags(overrides)], runs[-1])
+        for path in runs:
+            cli, load, cold, warm = cold_cli(path)
+            print(f"{os.path.basename(path):28s} {cli:14.1f} s {load:4.1f} s {cold:7.2f} s "
+                  f"{warm:7.2f} s {cli / (load + warm):18.2f}x   cold {CLI_TOKENS / cold:6.0f}, "
+                  f"warm {CLI_TOKENS / warm:6.0f} tokens/s", flush=True)
+
     import numpy as np
 
     from kerasgen.text.decoding import generate_ids, generate_uncached
     from kerasgen.text.sampling import Sampling
 
+    print()
     n = args.max_new_tokens
     sampling = Sampling(max_new_tokens=n, temperature=args.temperature, top_p=args.top_p, seed=0)
     print(f"{'model':12s} {'decoding':44s} {'tokens/s':>9s}")

@@ -7,7 +7,7 @@ import os
 import shlex
 
 from kerasgen.errors import UsageError
-from kerasgen.family import Family, TrainingData, spread
+from kerasgen.family import Family, TrainingData, final_scores, spread
 
 EMBEDDED_IMAGES = "digits"  # scikit-learn's 8×8 handwritten digits: installed, no download
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -96,18 +96,24 @@ class ImageFamily(Family):
 
         return [ImageLogger(run.log_dir("images"), data.judge, data.images[:32], seed=train.seed)]
 
-    def summarize(self, model, data, train, run):
-        from kerasgen.image.callbacks import SCORED_SAMPLES
+    def summarize(self, model, data, train, run, last):
+        import math
+
+        from kerasgen.image.callbacks import JUDGED, SCORED_SAMPLES
         from kerasgen.image.data import save_png
         from kerasgen.rundir import atomic_save_model
 
         summary, report = {}, []
         if data.validation is not None:
-            summary["val_loss"] = model.evaluate(data.validation, verbose=0, return_dict=True)["loss"]
+            summary["val_loss"] = final_scores(last, ("loss",), lambda: model.evaluate(
+                data.validation, verbose=0, return_dict=True))["loss"]
             report.append(f"validation loss {summary['val_loss']:.4f} (final model)")
         if data.judge is not None:
             atomic_save_model(data.judge.classifier, run.join(CLASSIFIER))
-            scores = judge_samples(model, data.judge, SCORED_SAMPLES, train.seed + 1)
+            judged = JUDGED + (("label_accuracy",) if model.conditional else ())
+            scores = final_scores(last, judged, lambda: judge_samples(
+                model, data.judge, SCORED_SAMPLES, train.seed + 1))
+            scores["max_class_entropy"] = math.log2(data.judge.num_classes)
             summary.update(scores)
             report.append(f"generated images (final model): Fréchet distance {scores['fid']:.3f}, "
                           f"classifier confidence {scores['confidence']:.1%}, class entropy "

@@ -6,6 +6,7 @@ import tensorflow as tf
 from kerasgen.image.data import image_grid
 
 SCORED_SAMPLES = 500  # per epoch: enough for a stable Fréchet distance over 64 features
+JUDGED = ("fid", "class_entropy", "confidence")  # logged as val_<name>; and label_accuracy
 
 
 class ImageLogger(keras.callbacks.Callback):
@@ -37,5 +38,5 @@ class ImageLogger(keras.callbacks.Callback):
         self._writer.flush()
         if self.judge is not None and logs is not None:
             scores = judge_samples(self.model, self.judge, SCORED_SAMPLES, self.seed + 1)
-            logs.update({f"val_{name}": scores[name] for name in ("fid", "class_entropy", "confidence",
-                                                                   "label_accuracy") if name in scores})
+            logs.update({f"val_{name}": scores[name] for name in (*JUDGED, "label_accuracy")
+                         if name in scores})

@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from kerasgen.errors import DataError, UsageError
-from kerasgen.family import Family, TrainingData, spread
+from kerasgen.family import Family, TrainingData, final_scores, spread
 from kerasgen.text.sampling import DEFAULT_PROMPT, Sampling
 
 STREAM_BLOCK = 32  # tokens per compiled call while streaming: ~1 ms of Python per block
@@ -73,15 +73,16 @@ class TextFamily(Family):
         from kerasgen.text.callbacks import STABILITY_SAMPLES, TextSampleLogger
 
         return [TextSampleLogger(run.log_dir("samples"), train.sample_chars, train.seed,
-                                 data.real_texts[:STABILITY_SAMPLES], train.jit_compile)]
+                                 data.real_texts[:STABILITY_SAMPLES])]
 
-    def summarize(self, model, data, train, run):
-        from kerasgen.text.decoding import generate
+    def summarize(self, model, data, train, run, last):
+        from kerasgen.text.decoding import COLD_XLA, generate
 
-        scores = _validation_scores(model, data.validation)
+        scores = _scores(final_scores(last, ("loss", "bits_per_byte"),
+                                      lambda: _evaluate(model, data.validation)), model)
         sample = generate(model, [DEFAULT_PROMPT],
                           Sampling(max_new_tokens=train.sample_chars, seed=train.seed),
-                          train.jit_compile)[0]
+                          jit_compile=COLD_XLA)[0]
         unit = _unit(model)
         return {**scores, "sample": sample}, [
             f"validation loss {scores['val_loss']:.4f}  ({scores[f'bits_per_{unit}']:.3f} bits per "
@@ -92,7 +93,7 @@ class TextFamily(Family):
     def generate(self, model, run, args):
         import numpy as np
 
-        from kerasgen.text.decoding import generate_ids
+        from kerasgen.text.decoding import COLD_XLA, generate_ids
 
         sampling = Sampling.from_args(args)
         tokenizer = model.text_tokenizer
@@ -104,8 +105,9 @@ class TextFamily(Family):
         if count == 1:
             sys.stdout.write(args.prompt)
             stream = tokenizer.stream()  # holds back a character's bytes until it is whole
-        for block in generate_ids(model, [args.prompt] * count, sampling,
-                                  block=STREAM_BLOCK if count == 1 else None):
+        streamed = STREAM_BLOCK if count == 1 else None
+        for block in generate_ids(model, [args.prompt] * count, sampling, block=streamed,
+                                  jit_compile=COLD_XLA):
             ids.append(block)
             if count == 1:
                 sys.stdout.write(stream(block[0]))
@@ -119,14 +121,15 @@ class TextFamily(Family):
     def evaluate(self, model, run, args):
         import dataclasses
 
-        from kerasgen.text.decoding import generate
+        from kerasgen.text.decoding import COLD_XLA, generate
         from kerasgen.text.metrics import text_stability
 
         sampling = Sampling.from_args(args)
         scores = run_validation_scores(model, run.train_config())
         count = args.num_samples or self.evaluate_num_samples
         per_seed = [text_stability(generate(model, [args.prompt] * count,
-                                            dataclasses.replace(sampling, seed=sampling.seed + i)))
+                                            dataclasses.replace(sampling, seed=sampling.seed + i),
+                                            jit_compile=COLD_XLA))
                     for i in range(args.seeds)]
         return {"num_samples": count, "sampling": dataclasses.asdict(sampling), **scores,
                 "samples": spread(per_seed)}
@@ -171,21 +174,26 @@ def _unit(model):
     return "token" if model.tokenizer else "char"
 
 
-def _validation_scores(model, validation):
-    """Loss, perplexity and bits per token (or character) and per byte of the validation split."""
+def _evaluate(model, validation):
+    return model.evaluate(validation, verbose=0, return_dict=True)
+
+
+def _scores(evaluated, model):
+    """Loss, perplexity and bits per token (or character) and per byte, from `evaluate`'s loss
+    and bits_per_byte on the validation split."""
     import math
 
-    scores = model.evaluate(validation, verbose=0, return_dict=True)
-    return {"val_loss": scores["loss"], "perplexity": math.exp(scores["loss"]),
-            f"bits_per_{_unit(model)}": scores["loss"] / math.log(2.0),
-            "bits_per_byte": scores["bits_per_byte"]}
+    loss = evaluated["loss"]
+    return {"val_loss": loss, "perplexity": math.exp(loss),
+            f"bits_per_{_unit(model)}": loss / math.log(2.0),
+            "bits_per_byte": evaluated["bits_per_byte"]}
 
 
 def run_validation_scores(model, train):
     """`_validation_scores` on the validation split of a run's data (`train`: its TrainConfig)."""
     _, val = TextCorpus.load(train.data).datasets(model.text_tokenizer, train)
     model.compile()
-    return _validation_scores(model, val)
+    return _scores(_evaluate(model, val), model)
 
 
 def _pretrained_tokenizer(run):
@@ -226,7 +234,7 @@ class TextCorpus:
 
         return text_datasets(tokenizer.encode(self.train_text), tokenizer.encode(self.validation_text),
                              train.seq_len, train.batch_size, train.seed, train.validation_steps,
-                             first_step)
+                             first_step, tokenizer.size)
 
     def chars_per_token(self, tokenizer):
         sample = self.validation_text[:100_000]

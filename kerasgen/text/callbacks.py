@@ -2,11 +2,11 @@
 import keras
 import tensorflow as tf
 
-from kerasgen.text.decoding import generate
+from kerasgen.text.decoding import COLD_XLA, generate
 from kerasgen.text.metrics import text_stability
 from kerasgen.text.sampling import DEFAULT_PROMPT, Sampling
 
-STABILITY_SAMPLES = 8  # one batch through the compiled loop: cheap next to an epoch
+STABILITY_SAMPLES = 8  # one batch through the traced loop: cheap next to an epoch
 # The figures that move while a model trains (measured on the default GRU: word trigrams of
 # 8 × 200 characters never repeat at temperature 0.8, so those stay flat at 1 and 0).
 PLOTTED = ("char_repetition", "char_distinct_4", "distinct_1", "self_bleu")
@@ -18,10 +18,9 @@ class TextSampleLogger(keras.callbacks.Callback):
     scalars, and the same figures of as many real validation passages as
     `stability_real_text/…` (flat lines the samples should approach)."""
 
-    def __init__(self, log_dir, length, seed, real_texts=(), jit_compile=True):
+    def __init__(self, log_dir, length, seed, real_texts=()):
         super().__init__()
         self.log_dir, self.sampling = log_dir, Sampling(max_new_tokens=length, seed=seed)
-        self.jit_compile = jit_compile
         self.real = text_stability(real_texts) if real_texts else {}
         self._writer = None
 
@@ -29,7 +28,7 @@ class TextSampleLogger(keras.callbacks.Callback):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         texts = generate(self.model, [DEFAULT_PROMPT] * STABILITY_SAMPLES, self.sampling,
-                         self.jit_compile)
+                         jit_compile=COLD_XLA)
         figures = text_stability(texts)
         with self._writer.as_default():
             # Markdown would eat newlines and indentation: show it as a code block.

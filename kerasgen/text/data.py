@@ -62,8 +62,21 @@ def split_text(text):
     return text[:cut], text[cut:]
 
 
+VALIDATION_LOGITS = 2 ** 25  # a validation batch's logits at most (128 MB of float32)
+
+
+def validation_batch(windows, batch_size, logits_per_window):
+    """Windows per validation batch: the largest divisor of `windows` whose logits stay within
+    VALIDATION_LOGITS, so that every batch has one shape (XLA compiles the evaluation once, and
+    fewer, larger executions cost less); `batch_size` when no divisor reaches it (a prime
+    count), at the price of a second shape for the last batch."""
+    most = max(1, min(windows, VALIDATION_LOGITS // logits_per_window))
+    divisor = max(d for d in range(1, most + 1) if windows % d == 0)
+    return divisor if divisor >= batch_size else min(batch_size, windows)
+
+
 def text_datasets(train_ids, val_ids, seq_len, batch_size, seed, validation_steps=None,
-                  first_step=0):
+                  first_step=0, vocab_size=256):
     """(train, validation) datasets of (inputs, next-token targets), each (batch, seq_len), from
     the token ids of the two parts of `split_text`; each part must hold a window.
 
@@ -71,7 +84,8 @@ def text_datasets(train_ids, val_ids, seq_len, batch_size, seed, validation_step
     step from (seed, step) alone: the stream is infinite, `steps_per_epoch`
     sets an epoch, and a resumed run continues it exactly from `first_step`.
     Validation is every non-overlapping window of the validation split (or
-    its first `validation_steps` batches), cached.
+    its first `validation_steps` × `batch_size`), cached, in batches of
+    `validation_batch` windows.
     """
     if len(val_ids) < seq_len + 1 or len(train_ids) < seq_len + 1:
         total = len(train_ids) + len(val_ids)
@@ -91,10 +105,11 @@ def text_datasets(train_ids, val_ids, seq_len, batch_size, seed, validation_step
     train = (tf.data.Dataset.counter(first_step).map(windows, num_parallel_calls=tf.data.AUTOTUNE)
              .prefetch(tf.data.AUTOTUNE))
     count = (len(val_ids) - 1) // seq_len
+    if validation_steps:
+        count = min(count, validation_steps * batch_size)
     val_windows = val_ids[:count * seq_len + 1]
     x = np.lib.stride_tricks.sliding_window_view(val_windows[:-1], seq_len)[::seq_len]
     y = np.lib.stride_tricks.sliding_window_view(val_windows[1:], seq_len)[::seq_len]
-    val = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
-    if validation_steps:
-        val = val.take(validation_steps)
+    val = tf.data.Dataset.from_tensor_slices((x, y)).batch(
+        validation_batch(count, batch_size, seq_len * vocab_size))
     return train, val.cache().prefetch(tf.data.AUTOTUNE)

@@ -11,6 +11,10 @@ from kerasgen.text.sampling import EMPTY_PROMPT, Sampling
 from kerasgen.text.tokenizer import UNKNOWN_ID
 
 BUCKET = 128  # token buffers are padded to a multiple of this, so XLA compiles few shapes
+# Callers that decode once in a process (the generate command, the per-epoch samples) run the
+# plain graph: it is traced in a fraction of the seconds XLA takes to compile the loop, which a
+# few thousand tokens never win back (python -m kerasgen.bench decode: cold and warm).
+COLD_XLA = False
 
 
 def sampling_tensors(sampling):
@@ -126,7 +130,7 @@ def seen_before(tokens, start, vocab_size):
     return counts > 0
 
 
-def decode_loop(model, jit_compile=True):
+def decode_loop(model, jit_compile=True, filtered=None):
     """A tf.function that fills a token buffer, resumable so callers can stream.
 
     loop(tokens (B, L) holding the prompts, prompt_lengths (B,), start, stop,
@@ -139,6 +143,11 @@ def decode_loop(model, jit_compile=True):
     (seed, t), so one call or many give the same text. A model with a bounded
     context re-reads its last half window when the cache is full. Every input
     has a fixed signature, so it is traced once.
+
+    `filtered` None (a served graph) holds two loops, one without the controls
+    that filter or penalize and one with them, and picks per request; True or
+    False (a caller that knows its controls) traces only that one, half the
+    tracing and compiling on the user's clock.
     """
     context = model.context_length
     vocab_size = model.vocab_size
@@ -146,7 +155,9 @@ def decode_loop(model, jit_compile=True):
                                        model.initial_state(1))
     scalar = lambda dtype: tf.TensorSpec([], dtype)  # noqa: E731
 
-    @tf.function(jit_compile=jit_compile, input_signature=[
+    # Without autograph: the loops are written with tf.while_loop and tf.cond, and converting
+    # the model's code for nothing doubled the tracing time.
+    @tf.function(jit_compile=jit_compile, autograph=False, input_signature=[
         tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
         scalar(tf.int32), scalar(tf.int32), scalar(tf.int32), state_spec,
         scalar(tf.float32), scalar(tf.int32), scalar(tf.float32), scalar(tf.float32),
@@ -214,6 +225,8 @@ def decode_loop(model, jit_compile=True):
 
         # Each op costs TF Serving's executor a kernel launch a token, so a request that
         # switches the controls off (the defaults) runs a loop without them.
+        if filtered is not None:
+            return decode(filtered)
         controls_off = ((top_k == 0) & (top_p >= 1.0) & (repetition_penalty == 1.0)
                         & (no_repeat_ngram == 0))
         return tf.cond(controls_off, lambda: decode(False), lambda: decode(True))
@@ -221,9 +234,10 @@ def decode_loop(model, jit_compile=True):
     return loop
 
 
-def compiled_decoder(model, jit_compile=True):
+def compiled_decoder(model, jit_compile=True, filtered=None):
     """The model's decode loop, built (and later traced) once per model and setting."""
-    return model.traced(("decode", jit_compile), lambda: decode_loop(model, jit_compile))
+    return model.traced(("decode", jit_compile, filtered),
+                        lambda: decode_loop(model, jit_compile, filtered))
 
 
 def encode_prompts(tokenizer, prompts, max_new_tokens):
@@ -242,7 +256,8 @@ def generate_ids(model, prompts, sampling=Sampling(), block=None, jit_compile=Tr
     once by default); the ids are the same whatever the block size, and with or without XLA."""
     total = sampling.max_new_tokens
     tokens, lengths, stop = encode_prompts(model.text_tokenizer, prompts, total)
-    loop, controls = compiled_decoder(model, jit_compile), sampling_tensors(sampling)
+    loop = compiled_decoder(model, jit_compile, sampling.filters())
+    controls = sampling_tensors(sampling)
     start, position, state = 0, np.int32(0), model.initial_state(len(prompts))
     first = int(lengths.max())  # sampled text starts here in the longest prompt's row
     done = 0

@@ -47,6 +47,11 @@ class Sampling:
         if problems:
             raise ConfigError("; ".join(problems))
 
+    def filters(self):
+        """Whether any control filters or penalizes (the decode loop that carries the ids seen)."""
+        return (self.top_k > 0 or self.top_p < 1.0 or self.repetition_penalty != 1.0
+                or self.no_repeat_ngram > 0)
+
     @classmethod
     def add_arguments(cls, group, skip=()):
         """One --flag per control, typed and defaulted from the fields."""
