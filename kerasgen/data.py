@@ -11,3 +11,18 @@ def load_tfds(name):
     except Exception as e:  # tfds raises many kinds; all mean "not available here"
         raise DataError(f"tfds:{name} is not available in the local tfds data_dir "
                         f"(set TFDS_DATA_DIR; nothing is downloaded): {e}".splitlines()[0]) from None
+
+
+def without_autotune_thread(dataset):
+    """`dataset` without tf.data's autotuning thread (None stays None). That thread sleeps up to a
+    minute between its rounds and an iterator's destructor waits for it: the end of `fit`
+    stalled for 0-57 s (py-spy: ~RootDataset::Iterator waiting on its thread), a third of a
+    default GRU run. These pipelines are small; AUTOTUNE then means one call per core."""
+    if dataset is None:
+        return None
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+

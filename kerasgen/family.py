@@ -151,5 +151,7 @@ class TrainingData:
     callbacks and summary need (`extras`)."""
 
     def __init__(self, train, validation, **extras):
-        self.train, self.validation = train, validation
+        from kerasgen.data import without_autotune_thread
+
+        self.train, self.validation = map(without_autotune_thread, (train, validation))
         self.__dict__.update(extras)

@@ -1,5 +1,9 @@
 """The user's clock: where a run's time went, in its summary; the final scores taken from the
 last epoch, which already computed them, instead of a second pass."""
+import pytest
+
+from conftest import MODELS
+from kerasgen import registry
 from kerasgen.family import final_scores
 from kerasgen.text import run_validation_scores
 
@@ -31,3 +35,13 @@ def test_final_scores_are_computed_only_when_no_epoch_ran_here():
     assert final_scores({"loss": 3.0, "val_loss": 1.0}, ("loss",), compute) == {"loss": 1.0}
     assert not computed
     assert final_scores(None, ("loss",), compute) == {"loss": 2.0} and computed
+
+
+@pytest.mark.parametrize("family", sorted({registry.get(n).family.name: n for n in MODELS}.items()))
+def test_the_trainers_pipelines_run_without_the_autotuning_thread(family):
+    """Whose sleep an iterator's destructor waited out: the end of fit stalled for up to 57 s."""
+    from kerasgen.bench import common
+
+    _, data, _ = common.family_data(family[1], {})
+    for dataset in (data.train, data.validation):
+        assert dataset is None or dataset.options().autotune.enabled is False

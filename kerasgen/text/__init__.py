@@ -191,9 +191,11 @@ def _scores(evaluated, model):
 
 def run_validation_scores(model, train):
     """`_validation_scores` on the validation split of a run's data (`train`: its TrainConfig)."""
+    from kerasgen.data import without_autotune_thread
+
     _, val = TextCorpus.load(train.data).datasets(model.text_tokenizer, train)
     model.compile()
-    return _scores(_evaluate(model, val), model)
+    return _scores(_evaluate(model, without_autotune_thread(val)), model)
 
 
 def _pretrained_tokenizer(run):
