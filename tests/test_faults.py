@@ -186,11 +186,13 @@ def test_two_runs_into_one_out_directory_never_mix(tmp_path, capsys):
 def test_gan_divergence_stops_with_one_line_and_exit_1_and_nothing_claims_success(tmp_path):
     out = str(tmp_path / "run")
     result = run_python(["-m", "kerasgen.train", *tiny_flags("dense"), "--learning_rate=1e6",
-                         "--clipnorm=1e9", "--epochs=3", "--steps_per_epoch=20", "--out", out],
+                         "--clipnorm=1e9", "--epochs=2", "--steps_per_epoch=40", "--out", out],
                         env={"CI": "1"})
     assert result.returncode == 1, result.stderr[-2000:]
     last = error_lines(result.stderr)[-1]
-    assert "training diverged" in last and "at epoch" in last and f"--resume {out}" in last
+    assert "training diverged" in last and "at epoch 1," in last and f"--resume {out}" in last
+    # Diverged before any epoch finished: nothing was kept, and the line must not claim it was.
+    assert "no epoch had finished" in last and "is kept" not in last, last
     assert not RunDir(out).finished and not os.path.exists(os.path.join(out, RunDir.FINAL))
 
 
