@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, TESTS, TINY_TRAIN, error_lines, run_python, tiny_flags
+from conftest import IMAGE_MODELS, REPO, TESTS, TINY_TRAIN, error_lines, run_python, tiny_flags
 from kerasgen import registry, train
 from kerasgen.rundir import RunDir
 
@@ -104,6 +104,16 @@ def test_bench_race_bad_input_is_one_line_and_exit_2_before_training(args, messa
     assert bench_main(["race", *args]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_bench_decode_refuses_a_missing_or_image_run_in_one_line(tiny_run, tmp_path, capsys):
+    from kerasgen.bench.__main__ import main as bench_main
+
+    image_run = tiny_run(IMAGE_MODELS[0]).path
+    for run, message in ((str(tmp_path / "none"), "does not exist"), (image_run, "not a text run")):
+        assert bench_main(["decode", "--run", run]) == 2
+        lines = error_lines(capsys.readouterr().err)
+        assert len(lines) == 1 and message in lines[0], lines
 
 
 @pytest.mark.parametrize("args, message", [

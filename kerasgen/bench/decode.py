@@ -25,18 +25,33 @@ def add_arguments(p):
                         "each model, trained here)")
 
 
+def check(args):
+    """Each --run a text run, before TensorFlow starts."""
+    from kerasgen.errors import UsageError
+    from kerasgen.rundir import RunDir
+
+    for path in args.run:
+        family = RunDir.find(path).read_config().get("family")
+        if family != "text":
+            raise UsageError(f"--run {path} is not a text run ({family}); bench decode generates text")
+
+
 def cold_cli(run):
     """(wall seconds of `python -m kerasgen.generate` streaming CLI_TOKENS tokens, seconds a
     fresh process takes to load the run's model, seconds of a warm streaming call here)."""
+    from kerasgen.errors import UsageError
     from kerasgen.rundir import RunDir
     from kerasgen.text.decoding import COLD_XLA, generate_ids
     from kerasgen.text.sampling import Sampling
 
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "kerasgen.generate", "--run", run, "--prompt", "The ",
-                    f"--max_new_tokens={CLI_TOKENS}"], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "kerasgen.generate", "--run", run, "--prompt",
+                           "The ", f"--max_new_tokens={CLI_TOKENS}"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
     cli = time.perf_counter() - started
+    if done.returncode:
+        raise UsageError(f"{run}: the generate command failed: "
+                         f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
     load = float(subprocess.run([sys.executable, "-c", _LOAD.format(run)], check=True, text=True,
                                 capture_output=True).stdout.split()[-1])
     model, sampling = RunDir(run).load_model(), Sampling(max_new_tokens=CLI_TOKENS)
