@@ -71,6 +71,11 @@ class Family:
         """A DataError for a `train.data` source that names nothing usable, found without
         TensorFlow and before any reading (a missing file, say)."""
 
+    def data_settings(self, train):
+        """{TrainConfig field: value} that `train.data` fixes (a prepared corpus' tokenizer),
+        found without TensorFlow."""
+        return {}
+
     def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
         """Loads and checks the data for a model of `cls` with `model_kwargs` (its arguments
         before the data: an image size, say): returns (the model arguments the data decides,
@@ -148,10 +153,19 @@ def spread(per_seed):
 
 class TrainingData:
     """What a family's `training_data` hands the trainer: datasets, plus anything its
-    callbacks and summary need (`extras`)."""
+    callbacks and summary need (`extras`). `per_worker`: `train` yields this worker's part
+    of each global batch (else each worker's strategy splits whole global batches)."""
+
+    per_worker = False
 
     def __init__(self, train, validation, **extras):
         from kerasgen.data import without_autotune_thread
 
         self.train, self.validation = map(without_autotune_thread, (train, validation))
         self.__dict__.update(extras)
+
+    def training_input(self, strategy):
+        """What fit() takes for `strategy`: a worker's own part as the strategy's input."""
+        if not self.per_worker:
+            return self.train
+        return strategy.distribute_datasets_from_function(lambda context: self.train)

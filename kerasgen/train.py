@@ -35,7 +35,9 @@ def _parser():
     p.add_argument("--list", action="store_true",
                    help="list the zoo's models with their hyperparameters and training defaults")
     p.add_argument("--data", metavar="SOURCE",
-                   help="text models: 'pydoc' (embedded, default), a UTF-8 text file or tfds:NAME; "
+                   help="text models: 'pydoc' (embedded, default), a UTF-8 text file (above 64 MB "
+                        "prepared once into ~/.cache/kerasgen), a folder made by python -m "
+                        "kerasgen.prepare, or tfds:NAME; "
                         "image models: 'digits' (embedded, default), tfds:mnist, an .npz file with "
                         "x_train or x (labels y_train or y), or a folder of PNG/JPEG files. tfds "
                         "reads the local data_dir only")
@@ -160,8 +162,14 @@ def _fresh_plan(args, overrides):
             changes["seq_len"] = before.seq_len  # the model's context
         train = dataclasses.replace(train, **changes)
     recipe = dataclasses.replace(get_recipe(train.recipe), **recipe_updates)
-    train = dataclasses.replace(train, model=model.zoo_name).check()
     model.family.check_data(train)
+    fixed = model.family.data_settings(train)
+    clash = [key for key, value in fixed.items() if key in overrides and getattr(train, key) != value]
+    if clash:
+        raise UsageError(f"{train.data} was prepared with "
+                         f"{', '.join(f'{key}={fixed[key]}' for key in clash)}: drop "
+                         f"{' '.join(f'--{key}={overrides[key]}' for key in clash)}")
+    train = dataclasses.replace(train, model=model.zoo_name, **fixed).check()
     distribute.check_cluster(train.strategy)
     if train.out is not None and train.strategy != "multi_worker":  # a worker: see _train
         RunDir.check_new(train.out)  # before TensorFlow, the data and the model take their seconds

@@ -233,7 +233,7 @@ def train_run(model, data, train, recipe, run, restore_from=None):
         Backup(run, stateful, restore_from),
     ]
     try:
-        history = model.fit(data.train, epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,
+        history = model.fit(data.training_input(model.distribute_strategy), epochs=train.epochs, steps_per_epoch=train.steps_per_epoch,
                             validation_data=data.validation, callbacks=callbacks,
                             shuffle=False,  # tf.data shuffles
                             verbose="auto" if sys.stdout.isatty() else 2)  # a log: a line an epoch

@@ -48,6 +48,9 @@ def test_vocab_round_trips_and_reserves_id_zero():
     assert ids.min() >= 1 and vocab.size == len(set("hello world")) + 1
     assert vocab.decode(ids) == "hello"
     assert vocab.encode("hq")[1] == 0 and vocab.unknown("hqzq") == "qz"
+    text = "hello 🙂 world, über " * 50  # a code beyond every vocabulary character: unknown
+    expected = [vocab.chars.index(c) + 1 if c in vocab.chars else 0 for c in text]
+    np.testing.assert_array_equal(vocab.encode(text, piece=7), expected)
 
 
 def test_split_is_contiguous_90_10():

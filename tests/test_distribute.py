@@ -66,6 +66,21 @@ def _finish(processes, timeout=RUN_TIMEOUT_S):
     return results
 
 
+def train_one_and_two_workers_alike(tmp_path, args):
+    """Trains `args` on one worker (into tmp_path/one) and on two (tmp_path/multi): both workers
+    end with the same weights, and those equal one worker's up to float order."""
+    single = _start(tmp_path, [*args, "--out", str(tmp_path / "one")], "one", workers=1)
+    multi = _start(tmp_path, [*args, "--out", str(tmp_path / "multi"), "--strategy=multi_worker"],
+                   "worker")
+    for code, out, err in _finish(single + multi):
+        assert code == 0, err[-3000:]
+    one, first, second = (np.load(tmp_path / f"{tag}.npz") for tag in ("one0", "worker0", "worker1"))
+    assert len(one.files) == len(first.files) > 0
+    for key in one.files:
+        np.testing.assert_array_equal(first[key], second[key])
+        np.testing.assert_allclose(first[key], one[key], rtol=1e-4, atol=1e-4)
+
+
 def _layout(run):
     """Each folder of a run directory with its number of files: a second writer would double
     the TensorBoard event files, or add files of its own."""
@@ -128,17 +143,7 @@ def test_two_workers_train_what_one_worker_trains_and_only_the_chief_writes(name
     statistics are summed in another order; Adam's normalized step can turn that into half a
     step, 1e-4 at the GAN's learning rate, on a near-zero gradient); the run directory
     has what a one-worker run has, and the other worker leaves nothing in its TMPDIR."""
-    args = [*tiny_flags(name), *MULTI, *no_dropout(name)]
-    single = _start(tmp_path, [*args, "--out", str(tmp_path / "one")], "one", workers=1)
-    multi = _start(tmp_path, [*args, "--out", str(tmp_path / "multi"), "--strategy=multi_worker"],
-                   "worker")
-    for code, out, err in _finish(single + multi):
-        assert code == 0, err[-3000:]
-    one, first, second = (np.load(tmp_path / f"{tag}.npz") for tag in ("one0", "worker0", "worker1"))
-    assert len(one.files) == len(first.files) > 0
-    for key in one.files:
-        np.testing.assert_array_equal(first[key], second[key])
-        np.testing.assert_allclose(first[key], one[key], rtol=1e-4, atol=1e-4)
+    train_one_and_two_workers_alike(tmp_path, [*tiny_flags(name), *MULTI, *no_dropout(name)])
     assert _layout(tmp_path / "multi") == _layout(tmp_path / "one")
     config = RunDir(str(tmp_path / "multi")).train_config()
     assert (config.strategy, config.batch_size) == ("multi_worker", 4)

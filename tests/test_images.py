@@ -137,3 +137,43 @@ def test_the_quality_classifier_trains_on_a_few_labelled_images_without_stalling
     images = np.random.default_rng(0).random((20, 8, 8, 1)).astype(np.float32)
     model, accuracy = train_classifier(images, np.arange(20) % 2, split_images(20, 0), epochs=2)
     assert 0.0 <= accuracy <= 1.0 and model.output_shape == (None, 2)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_large_folder_streams_the_batches_of_the_in_memory_path(tmp_path, monkeypatch, channels):
+    """Decoded and resized in TensorFlow per batch, the same images in the same shuffled order
+    (from the seed, continued exactly from any step) as the folder read into one array."""
+    from kerasgen.image import data
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(30):  # RGB, made gray (channels=1) or kept
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), np.uint8)).save(folder / f"{i:02d}.png")
+    assert not data.streams(str(folder), 12, channels)
+    monkeypatch.setattr(data, "STREAM_BYTES", 0)
+    assert data.streams(str(folder), 12, channels)
+    images, _ = data.load_images(str(folder), 12, channels)
+    split = data.split_images(len(images), seed=4)
+    train, val = data.image_datasets(images, split, 8, seed=4, first_step=2)
+    files = data.image_files(str(folder))
+    s_train, s_val, first = data.streamed_image_datasets(files, split, 8, 4, 12, channels, first_step=2)
+    for a, b in zip(train.take(6), s_train.take(6)):  # past the end of a pass: a new order
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-3)
+    np.testing.assert_allclose(np.concatenate(list(val)), np.concatenate(list(s_val)), atol=2e-3)
+    np.testing.assert_allclose(first, images[split[0][:32]], atol=2e-3)
+
+
+def test_a_model_trains_from_a_streamed_folder(tmp_path, monkeypatch, capsys):
+    from conftest import tiny_flags
+    from kerasgen import train
+    from kerasgen.image import data
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 256, (10, 10), np.uint8)).save(folder / f"{i}.png")
+    monkeypatch.setattr(data, "STREAM_BYTES", 0)
+    assert train.main([*tiny_flags("vae"), "--data", str(folder), "--out", str(tmp_path / "run")]) == 0
+    assert "24 images, read from disk batch by batch" in capsys.readouterr().out

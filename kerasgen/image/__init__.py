@@ -69,17 +69,26 @@ class ImageFamily(Family):
     def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
         from kerasgen.config import model_defaults
         from kerasgen.image import metrics
-        from kerasgen.image.data import image_datasets, load_images, split_images
+        from kerasgen.image.data import (image_datasets, image_files, load_images, split_images,
+                                         streamed_image_datasets, streams)
 
         self.check_data(train)
         hyper = {**model_defaults(cls), **model_kwargs}
-        images, labels = load_images(train.data, hyper["image_size"], hyper["channels"])
-        decided = {}
-        if "num_classes" in hyper:
-            decided["num_classes"] = _num_classes(model_kwargs, labels, train)
-        split = split_images(len(images), train.seed)
-        train_ds, val_ds = image_datasets(images, split, train.batch_size, train.seed, first_step,
-                                          labels if decided.get("num_classes") else None)
+        size, channels = hyper["image_size"], hyper["channels"]
+        streamed = streams(train.data, size, channels)  # a folder larger than memory should hold
+        if streamed:
+            files, labels = image_files(train.data), None
+            print(f"kerasgen: {train.data}: {len(files):,} images, read from disk batch by batch")
+            split = split_images(len(files), train.seed)
+            train_ds, val_ds, images = streamed_image_datasets(
+                files, split, train.batch_size, train.seed, size, channels, first_step)
+        else:
+            images, labels = load_images(train.data, size, channels)
+            split = split_images(len(images), train.seed)
+        decided = {"num_classes": _num_classes(model_kwargs, labels, train)} if "num_classes" in hyper else {}
+        if not streamed:
+            train_ds, val_ds = image_datasets(images, split, train.batch_size, train.seed, first_step,
+                                              labels if decided.get("num_classes") else None)
         judge = None
         if labels is not None:
             classifier, accuracy = metrics.train_classifier(images, labels, split, seed=train.seed)

@@ -76,19 +76,75 @@ def _npz(path):
         raise DataError(f"{path} is not a readable .npz file of numbers: {e}") from None
 
 
+def image_files(path):
+    """The PNG and JPEG files of a folder, sorted: the order both the in-memory and the
+    streamed path split."""
+    files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_SUFFIXES))
+    if not files:
+        raise DataError(f"{path} holds no PNG or JPEG images")
+    return files
+
+
+STREAM_BYTES = 1 << 30  # a folder whose float32 pixels at the model's size exceed this streams
+
+
+def streams(source, image_size, channels):
+    """Whether the folder `source` is read from disk batch by batch instead of into one array."""
+    return (image_source_kind(source) == "folder"
+            and len(image_files(source)) * image_size * image_size * channels * 4 > STREAM_BYTES)
+
+
+def decode_file(path, image_size, channels):
+    """One image file → float32 (image_size, image_size, channels) in [0, 1], in TensorFlow ops,
+    as `prepare_images` converts an array (gray from RGB by the same weights, the same
+    area-preserving bilinear resize)."""
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.cast(image, tf.float32) / 255.0  # gray repeated, alpha dropped
+    if channels == 1:  # the weights sum to 1: a gray image stays itself
+        image = tf.tensordot(image, tf.constant([0.299, 0.587, 0.114]), 1)[..., None]
+    image = tf.image.resize(image, (image_size, image_size), antialias=True)
+    return tf.clip_by_value(tf.ensure_shape(image, (image_size, image_size, channels)), 0.0, 1.0)
+
+
+STREAMED_VALIDATION = 5000  # held-out images decoded into memory at most (a seeded sample above)
+
+
+def streamed_image_datasets(files, split, batch_size, seed, image_size, channels, first_step=0):
+    """`image_datasets` for a folder read from disk: each batch's files decoded in parallel,
+    the file order shuffled each pass from the seed (`shuffled_batches`), so a resumed run
+    continues it exactly; validation: up to STREAMED_VALIDATION held-out images, in memory.
+    Returns (train, validation, the first 32 training images)."""
+    train_rows, val_rows = split
+    if not len(val_rows) or len(train_rows) < batch_size:
+        raise DataError(f"{len(files)} images are too few for a 90/10 train/validation split "
+                        f"with batches of {batch_size}")
+    files = np.asarray(files)
+    train_files = tf.constant(files[train_rows])
+
+    def decode(paths):
+        return tf.map_fn(lambda p: decode_file(p, image_size, channels), paths,
+                         fn_output_signature=tf.float32)
+
+    train = (shuffled_batches(len(train_rows), batch_size, seed, first_step)
+             .map(lambda i: decode(tf.gather(train_files, i)), num_parallel_calls=tf.data.AUTOTUNE)
+             .prefetch(tf.data.AUTOTUNE))
+    if len(val_rows) > STREAMED_VALIDATION:
+        val_rows = np.sort(np.random.default_rng(seed).choice(val_rows, STREAMED_VALIDATION, False))
+    held_out = decode(tf.constant(files[val_rows])).numpy()
+    val = tf.data.Dataset.from_tensor_slices(held_out).batch(batch_size).cache()
+    return train, val, decode(train_files[:32]).numpy()
+
+
 def _folder(path):
     from PIL import Image, UnidentifiedImageError
 
-    files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_SUFFIXES))
-    if not files:
-        raise DataError(f"{path} holds no PNG or JPEG images")
     images = []
-    for name in files:
+    for name in image_files(path):
         try:
-            with Image.open(os.path.join(path, name)) as image:
+            with Image.open(name) as image:
                 images.append(np.asarray(image.convert("RGB" if image.mode not in ("L", "RGB") else image.mode)))
         except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"cannot read image {os.path.join(path, name)}: {e}") from None
+            raise DataError(f"cannot read image {name}: {e}") from None
     sizes = sorted({im.shape for im in images})
     if len(sizes) > 1:
         raise DataError(f"{path} mixes image sizes {sizes[:3]}; resize them to one size first")

@@ -6,6 +6,7 @@ import os
 import shlex
 import sys
 
+from kerasgen import distribute
 from kerasgen.errors import DataError, UsageError
 from kerasgen.family import Family, TrainingData, final_scores, spread
 from kerasgen.text.sampling import DEFAULT_PROMPT, Sampling
@@ -14,13 +15,23 @@ STREAM_BLOCK = 32  # tokens per compiled call while streaming: ~1 ms of Python p
 EMBEDDED_TEXT = "pydoc"  # CPython's own help text: on every Python, needs no download
 
 
+PREPARE_THRESHOLD = 64 << 20  # a text file larger than this is prepared once and read from disk
+
+
 def check_text_source(source):
-    """A text --data source that names nothing usable is one DataError, before any reading."""
+    """A text --data source that names nothing usable is one DataError, before any reading; a
+    prepared corpus' manifest and token files are checked here too."""
     if source in (None, EMBEDDED_TEXT) or source.startswith("tfds:"):
+        return
+    if os.path.isdir(source):
+        from kerasgen.text.prepared import read_manifest
+
+        read_manifest(source)  # a DataError for a folder that is not a prepared corpus
         return
     if not os.path.isfile(source):
         raise DataError(f"data file not found: {source}" if not os.path.exists(source) else
-                        f"{source} is not a file; text data is a UTF-8 text file, 'pydoc' or tfds:NAME")
+                        f"{source} is not a file; text data is a UTF-8 text file, a folder made by "
+                        f"python -m kerasgen.prepare, 'pydoc' or tfds:NAME")
     if not os.access(source, os.R_OK):
         raise DataError(f"cannot read {source}: permission denied")
 
@@ -39,18 +50,37 @@ class TextFamily(Family):
                            help="text to continue (default: empty, which starts a new line)")
         Sampling.add_arguments(group, skip=("seed",))
 
-    add_evaluate_arguments = add_generate_arguments
+    def add_evaluate_arguments(self, group):
+        self.add_generate_arguments(group)
+        group.add_argument("--data", metavar="SOURCE",
+                           help="score the validation part of this corpus (a text file or a folder "
+                                "made by kerasgen.prepare) instead of the run's own")
 
     # -- training ------------------------------------------------------------------------
     def check_data(self, train):
         check_text_source(train.data)
 
+    def data_settings(self, train):
+        if train.data and os.path.isdir(train.data):  # a prepared corpus: its tokenizer
+            from kerasgen.text.prepared import read_manifest
+
+            manifest = read_manifest(train.data)
+            return {"tokenizer": manifest["tokenizer"],
+                    "vocab_size": manifest["vocab_size"] - 1 if manifest["tokenizer"] == "bpe" else None}
+        return {}
+
     def training_data(self, cls, train, model_kwargs, pretrained=None, first_step=0):
         from kerasgen.text.tokenizer import DEFAULT_BPE_VOCAB, BytePairTokenizer, CharVocab
 
-        corpus = TextCorpus.load(train.data)
-        if pretrained is not None:
-            tokenizer = _pretrained_tokenizer(pretrained)
+        tokenizer = _pretrained_tokenizer(pretrained) if pretrained is not None else None
+        corpus = open_corpus(train, tokenizer)
+        if corpus.tokenizer is not None:  # prepared: its ids are the tokenizer's
+            if tokenizer is not None and not corpus.fits(tokenizer):
+                raise DataError(f"{corpus.name} was prepared with another vocabulary than "
+                                f"{pretrained}'s; prepare it with python -m kerasgen.prepare "
+                                f"--tokenizer_from {pretrained} …")
+            tokenizer = corpus.tokenizer
+        elif pretrained is not None:
             unknown = tokenizer.unknown(corpus.text)
             if unknown:
                 raise DataError(f"the new data has {len(unknown)} characters outside the pretrained "
@@ -60,11 +90,17 @@ class TextFamily(Family):
             tokenizer = BytePairTokenizer.train(corpus.train_text, train.vocab_size or DEFAULT_BPE_VOCAB)
         else:
             tokenizer = CharVocab.from_text(corpus.text)
-        train_ds, val_ds = corpus.datasets(tokenizer, train, first_step)
+        if isinstance(corpus, PreparedCorpus):  # each worker reads its own rows only
+            task = distribute.task(train.strategy)
+            worker = (task.index, task.workers)
+            train_ds, val_ds = corpus.datasets(tokenizer, train, first_step, worker)
+        else:
+            worker, (train_ds, val_ds) = (0, 1), corpus.datasets(tokenizer, train, first_step)
         # Real passages as long as the samples: `sample_chars` tokens' worth of characters.
         length = max(1, round(train.sample_chars * corpus.chars_per_token(tokenizer)))
         return tokenizer.model_config(), TrainingData(train_ds, val_ds, monitor="val_loss",
-                                                      real_texts=corpus.passages(length))
+                                                      real_texts=corpus.passages(length),
+                                                      per_worker=worker[1] > 1)
 
     def run_files(self, model):
         return {"tokenizer.json": model.tokenizer} if model.tokenizer else {}
@@ -125,13 +161,18 @@ class TextFamily(Family):
         from kerasgen.text.metrics import text_stability
 
         sampling = Sampling.from_args(args)
-        scores = run_validation_scores(model, run.train_config())
+        train = run.train_config()
+        if args.data:
+            check_text_source(args.data)
+            train = dataclasses.replace(train, data=args.data)
+        scores = run_validation_scores(model, train)
         count = args.num_samples or self.evaluate_num_samples
         per_seed = [text_stability(generate(model, [args.prompt] * count,
                                             dataclasses.replace(sampling, seed=sampling.seed + i),
                                             jit_compile=COLD_XLA))
                     for i in range(args.seeds)]
-        return {"num_samples": count, "sampling": dataclasses.asdict(sampling), **scores,
+        return {"data": train.data or EMBEDDED_TEXT, "num_samples": count,
+                "sampling": dataclasses.asdict(sampling), **scores,
                 "samples": spread(per_seed)}
 
     def example_commands(self, run):
@@ -166,8 +207,8 @@ class TextFamily(Family):
     def calibration_inputs(self, model, run, count=64):
         from kerasgen.text.serving import calibration_inputs
 
-        return calibration_inputs(model, TextCorpus.load(run.train_config().data).train_text[:2000],
-                                  count)
+        corpus = open_corpus(run.train_config(), model.text_tokenizer)
+        return calibration_inputs(model, corpus.training_head(2000), count)
 
 
 def _unit(model):
@@ -193,7 +234,7 @@ def run_validation_scores(model, train):
     """`_validation_scores` on the validation split of a run's data (`train`: its TrainConfig)."""
     from kerasgen.data import without_autotune_thread
 
-    _, val = TextCorpus.load(train.data).datasets(model.text_tokenizer, train)
+    _, val = open_corpus(train, model.text_tokenizer).datasets(model.text_tokenizer, train)
     model.compile()
     return _scores(_evaluate(model, without_autotune_thread(val)), model)
 
@@ -213,9 +254,49 @@ def _pretrained_tokenizer(run):
         raise RunError(f"{run.config_path} is corrupted (its tokenizer: {e})") from None
 
 
+def open_corpus(train, tokenizer=None):
+    """The corpus of `train.data` (a TrainConfig's): a PreparedCorpus for a prepared folder, or
+    for a text file above PREPARE_THRESHOLD (prepared once into the cache, keyed by its content
+    and tokenizer: `tokenizer`, a run's, else the one `train` learns), else a TextCorpus."""
+    from kerasgen.text.prepared import is_prepared
+
+    if is_prepared(train.data):
+        return PreparedCorpus(train.data)
+    source = train.data
+    if source not in (None, EMBEDDED_TEXT) and not source.startswith("tfds:") and (
+            os.path.getsize(source) > PREPARE_THRESHOLD):
+        return PreparedCorpus(_prepared_cache(source, train, tokenizer))
+    return TextCorpus.load(source)
+
+
+def _prepared_cache(path, train, tokenizer):
+    """The cache folder of the text file `path`, prepared there first if it is not yet."""
+    import hashlib
+
+    from kerasgen.text.prepared import Settings, Source, prepare, tokenizer_digest
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    root = os.path.join(os.environ.get("KERASGEN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kerasgen"), "corpora")
+    learned = Settings(train.tokenizer, train.vocab_size)
+    out = os.path.join(root, f"{digest.hexdigest()[:20]}-{train.tokenizer}-{train.vocab_size or 0}")
+    if tokenizer is not None and not (os.path.isdir(out) and PreparedCorpus(out).fits(tokenizer)):
+        learned = Settings(tokenizer.kind, tokenizer_from=tokenizer_digest(tokenizer))
+        out = os.path.join(root, f"{digest.hexdigest()[:20]}-{learned.tokenizer_from[:20]}")
+    print(f"kerasgen: {path} is {os.path.getsize(path) / 2 ** 20:,.0f} MB, more than is read into "
+          f"memory: its tokens are in {out} (prepared once; read from disk)", file=sys.stderr)
+    prepare([Source(path)], out, learned, tokenizer=tokenizer if learned.tokenizer_from else None)
+    return out
+
+
 class TextCorpus:
-    """A corpus cut once into its training and validation text (`split_text`), and what is
-    made from the two parts: their datasets, and real passages of the validation text."""
+    """A corpus in memory, cut once into its training and validation text (`split_text`), and
+    what is made from the two parts: their datasets, and real passages of the validation text."""
+
+    tokenizer = None  # the data does not fix one: training learns it
 
     def __init__(self, text):
         from kerasgen.text.data import split_text
@@ -242,11 +323,58 @@ class TextCorpus:
         sample = self.validation_text[:100_000]
         return len(sample) / max(1, len(tokenizer.encode(sample)))
 
+    def training_head(self, chars):
+        return self.train_text[:chars]
+
     def passages(self, length, count=8):
         """`count` evenly spaced passages of the validation text."""
         held_out = self.validation_text
         step = max(1, (len(held_out) - length) // count)
         return [held_out[i:i + length] for i in range(0, step * count, step)][:count]
+
+
+class PreparedCorpus:
+    """A corpus prepared by kerasgen.prepare: the same interface as TextCorpus, read from its
+    token files (never whole) with the tokenizer it was encoded with."""
+
+    def __init__(self, directory):
+        from kerasgen.text.prepared import open_prepared
+
+        self.name = directory
+        self.manifest, self.tokenizer, self.files = open_prepared(directory)
+
+    def fits(self, tokenizer):
+        return tokenizer.model_config() == self.tokenizer.model_config()
+
+    def datasets(self, tokenizer, train, first_step=0, worker=(0, 1)):
+        """As TextCorpus', and with `worker` (index, count) the training stream of that
+        worker's rows of each global batch only (see `per_worker`)."""
+        from kerasgen.text.data import text_datasets
+
+        if not self.fits(tokenizer):
+            raise DataError(f"{self.name} was prepared with another vocabulary than the model's "
+                            f"({self.tokenizer.size} tokens, the model's {tokenizer.size}): prepare "
+                            f"it with python -m kerasgen.prepare --tokenizer_from RUN")
+        return text_datasets(self.files["train"], self.files["validation"], train.seq_len,
+                             train.batch_size, train.seed, train.validation_steps, first_step,
+                             self.tokenizer.size, worker)
+
+    def _text(self, part, start, tokens):
+        file = self.files[part]
+        start = max(0, min(start, len(file) - tokens))
+        return self.tokenizer.decode(file.windows([start], min(tokens, len(file)))[0])
+
+    def chars_per_token(self, tokenizer):
+        tokens = min(len(self.files["validation"]), 100_000)
+        return len(self._text("validation", 0, tokens)) / tokens
+
+    def training_head(self, chars):
+        return self._text("train", 0, chars)[:chars]
+
+    def passages(self, length, count=8):
+        tokens = max(1, round(length / self.chars_per_token(self.tokenizer))) + 2
+        step = max(1, (len(self.files["validation"]) - tokens) // count)
+        return [self._text("validation", i * step, tokens)[:length] for i in range(count)]
 
 
 FAMILY = TextFamily()

@@ -1,5 +1,6 @@
 """Text data: the embedded default corpus, the user's files and tfds, as tf.data windows."""
 import re
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -7,6 +8,7 @@ import tensorflow as tf
 from kerasgen.data import load_tfds
 from kerasgen.errors import DataError
 from kerasgen.text import EMBEDDED_TEXT, check_text_source
+from kerasgen.text.prepared import VALIDATION_SHARE, TokenFile
 
 _TABLE_OR_GRAMMAR = re.compile(r"^\s*[|+=]|::=")
 
@@ -51,9 +53,6 @@ def load_text(source):
     return text
 
 
-VALIDATION_SHARE = 0.1  # nanoGPT's: the last 10% of the text validates
-
-
 def split_text(text):
     """(training text, validation text): nanoGPT's contiguous cut before the last 10% of the
     characters. The one place a corpus is cut: the BPE tokenizer learns from the first part
@@ -75,41 +74,81 @@ def validation_batch(windows, batch_size, logits_per_window):
     return divisor if divisor >= batch_size else min(batch_size, windows)
 
 
+VALIDATION_SAMPLE = 2500  # windows: a standard error of ~0.01 nats at a per-window spread of 0.5
+
+
+def validation_windows(windows, batch_size, seed, validation_steps=None):
+    """The starts (in windows) of the validation windows: all `windows` up to a bound, above it a
+    fixed sample drawn from `seed`, sorted, of `validation_steps` × `batch_size` windows, or
+    VALIDATION_SAMPLE (whole-split validation of a 40 MB file would take minutes every epoch)."""
+    bound = validation_steps * batch_size if validation_steps else VALIDATION_SAMPLE
+    if windows <= bound:
+        return np.arange(windows)
+    return np.sort(np.random.default_rng(seed).choice(windows, bound, replace=False))
+
+
+def windows_at(tokens, starts, length):
+    """(len(starts), length) int32 ids of `tokens` (an array, or a TokenFile read from disk)."""
+    if isinstance(tokens, TokenFile):
+        return tokens.windows(starts, length)
+    return np.asarray(tokens, np.int32)[np.asarray(starts)[:, None] + np.arange(length)]
+
+
 def text_datasets(train_ids, val_ids, seq_len, batch_size, seed, validation_steps=None,
-                  first_step=0, vocab_size=256):
+                  first_step=0, vocab_size=256, worker=(0, 1)):
     """(train, validation) datasets of (inputs, next-token targets), each (batch, seq_len), from
-    the token ids of the two parts of `split_text`; each part must hold a window.
+    the token ids of the two parts of `split_text` (arrays, or TokenFiles of a prepared corpus,
+    which are read window by window); each part must hold a window.
 
     Training windows start at random offsets (as in nanoGPT), drawn for each
     step from (seed, step) alone: the stream is infinite, `steps_per_epoch`
-    sets an epoch, and a resumed run continues it exactly from `first_step`.
-    Validation is every non-overlapping window of the validation split (or
-    its first `validation_steps` × `batch_size`), cached, in batches of
-    `validation_batch` windows.
+    sets an epoch, and a resumed run continues it exactly from `first_step`;
+    an array and a token file of the same ids give the same batches. With
+    token files, `worker` (index, count) reads only that worker's rows of each
+    (global) batch: its part of what one worker would read.
+    Validation is the non-overlapping windows of the validation split that
+    `validation_windows` picks, cached, in batches of `validation_batch` windows.
     """
     if len(val_ids) < seq_len + 1 or len(train_ids) < seq_len + 1:
         total = len(train_ids) + len(val_ids)
         raise DataError(f"corpus of {total} tokens is too short for seq_len={seq_len}: its "
                         f"validation part ({len(val_ids)} tokens, the last 10%) and its training "
                         f"part each need at least {seq_len + 1}")
-    train_ids = tf.constant(train_ids)
     span = tf.range(seq_len + 1, dtype=tf.int64)
     max_start = len(train_ids) - seq_len
+    if isinstance(train_ids, TokenFile):
+        index, workers = worker
+        if batch_size % workers:
+            raise DataError(f"--batch_size={batch_size} (the global batch) must divide evenly "
+                            f"among the {workers} workers")
+        rows = batch_size // workers
+
+        def gather(starts):
+            mine = starts[index * rows:(index + 1) * rows]
+            chunk = tf.numpy_function(lambda s: train_ids.windows(s, seq_len + 1), [mine],
+                                      tf.int32, stateful=False)
+            return tf.ensure_shape(chunk, [rows, seq_len + 1])
+    else:
+        table = tf.constant(train_ids)
+
+        def gather(starts):
+            return tf.gather(table, starts[:, None] + span)
 
     def windows(step):
         starts = tf.random.stateless_uniform([batch_size], tf.stack([tf.cast(seed, tf.int64), step]),
                                              maxval=max_start, dtype=tf.int64)
-        chunk = tf.gather(train_ids, starts[:, None] + span)  # (B, T+1)
+        chunk = gather(starts)  # (B, T+1)
         return chunk[:, :-1], chunk[:, 1:]
 
     train = (tf.data.Dataset.counter(first_step).map(windows, num_parallel_calls=tf.data.AUTOTUNE)
              .prefetch(tf.data.AUTOTUNE))
     count = (len(val_ids) - 1) // seq_len
-    if validation_steps:
-        count = min(count, validation_steps * batch_size)
-    val_windows = val_ids[:count * seq_len + 1]
-    x = np.lib.stride_tricks.sliding_window_view(val_windows[:-1], seq_len)[::seq_len]
-    y = np.lib.stride_tricks.sliding_window_view(val_windows[1:], seq_len)[::seq_len]
-    val = tf.data.Dataset.from_tensor_slices((x, y)).batch(
-        validation_batch(count, batch_size, seq_len * vocab_size))
+    picked = validation_windows(count, batch_size, seed, validation_steps)
+    if len(picked) < count and not validation_steps:
+        print(f"kerasgen: validation: a fixed sample of {len(picked):,} of the {count:,} windows of "
+              f"the validation split (standard error about 0.01 nats); --validation_steps=N "
+              f"takes N batches", file=sys.stderr)
+    chunk = windows_at(val_ids, picked * seq_len, seq_len + 1)
+    val = tf.data.Dataset.from_tensor_slices((chunk[:, :-1], chunk[:, 1:])).batch(
+        validation_batch(len(picked), batch_size, seq_len * vocab_size))
     return train, val.cache().prefetch(tf.data.AUTOTUNE)

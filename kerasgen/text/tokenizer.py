@@ -109,14 +109,29 @@ class CharVocab(_Tokenizer):
     def __init__(self, chars):
         self.chars, self.size = chars, len(chars) + 1
         self._bytes = [b""] + [c.encode("utf-8", "surrogatepass") for c in chars]
+        self._table = self._code_table()
 
     @classmethod
     def from_text(cls, text):
         return cls("".join(sorted(set(text))))
 
-    def encode(self, text):
-        index = {c: i + 1 for i, c in enumerate(self.chars)}
-        return np.array([index.get(c, UNKNOWN_ID) for c in text], dtype=np.int32)
+    def _code_table(self):
+        """Code point → id (UNKNOWN_ID for others), its last entry standing for every larger code."""
+        codes = [ord(c) for c in self.chars]
+        table = np.full(max(codes, default=0) + 2, UNKNOWN_ID, np.int32)
+        table[codes] = np.arange(1, len(codes) + 1)
+        return table
+
+    def encode(self, text, piece=1 << 20):
+        """Vectorized, a piece at a time into the result: the ids and one piece in flight (not a
+        Python int per character, nor a code array as long as the text)."""
+        ids = np.empty(len(text), np.int32)
+        for start in range(0, len(text), piece):
+            codes = np.frombuffer(text[start:start + piece].encode("utf-32-le", "surrogatepass"),
+                                  np.uint32)
+            # mode="clip": a code beyond the table reads its last entry, the unknown id
+            np.take(self._table, codes, mode="clip", out=ids[start:start + piece])
+        return ids
 
     def unknown(self, text):
         """The characters of `text` outside the vocabulary, in order of first use."""
@@ -127,10 +142,7 @@ class CharVocab(_Tokenizer):
         outside the vocabulary (or an invalid byte, read as U+FFFD) is the unknown id."""
         import tensorflow as tf
 
-        codes = [ord(c) for c in self.chars]
-        table = np.full(max(codes) + 2, UNKNOWN_ID, np.int32)  # the last entry: any larger code
-        table[codes] = np.arange(1, len(codes) + 1)
-        table = tf.constant(table)
+        table = tf.constant(self._table)
         points = tf.strings.unicode_decode(texts, "UTF-8")
         return tf.ragged.map_flat_values(
             lambda c: tf.gather(table, tf.minimum(c, tf.size(table) - 1)), points)
