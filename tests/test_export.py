@@ -127,8 +127,8 @@ def run_fresh(path, requests):
 
 
 def check_text(model, served, path):
-    expected = generate(model, ["ab", "h"], Sampling(12, temperature=1.0, top_p=0.9,
-                                                     repetition_penalty=1.2, seed=7))
+    expected = generate(model, ["ab", "h"], Sampling(12, temperature=1.0, top_p=0.9, min_p=0.02,
+                                                     typical_p=0.95, repetition_penalty=1.2, seed=7))
     assert served["generate"]["text"] == expected
     assert np.array(served["generate"]["token_ids"]).shape == (2, 12)
     assert served["serving_default"]["text"] == generate(model, ["abc"], Sampling())
@@ -155,7 +155,8 @@ def check_image(model, served, path):
 # Per family: requests beyond the warmup ones, and what their answers must equal in process.
 REQUESTS = {
     "text": {"generate": {"prompt": ["ab", "h"], "max_new_tokens": [12], "temperature": [1.0],
-                          "top_k": [0], "top_p": [0.9], "repetition_penalty": [1.2], "seed": [7]},
+                          "top_k": [0], "top_p": [0.9], "min_p": [0.02], "typical_p": [0.95],
+                          "repetition_penalty": [1.2], "seed": [7]},
              "serving_default": {"prompt": ["abc"]},
              "logits": {"token_ids": [[1, 2, 3], [4, 5, 6]]}},
 }
@@ -268,6 +269,7 @@ def test_xla_export_generates_the_same_text(tmp_path):
     out = loaded.signatures["generate"](
         prompt=tf.constant(["ab"]), max_new_tokens=tf.constant([30]),
         temperature=tf.constant([1.0]), top_k=tf.constant([4]), top_p=tf.constant([1.0]),
+        min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]),
         repetition_penalty=tf.constant([1.0]), seed=tf.constant([2]))
     expected = generate(model, ["ab"], Sampling(30, temperature=1.0, top_k=4, seed=2))
     assert [t.decode() for t in out["text"].numpy()] == expected
@@ -279,7 +281,8 @@ def served_kernels(path, new_tokens, **controls):
         loaded = tf.compat.v1.saved_model.load(session, ["serve"], path)
         signature = loaded.signature_def["generate"]
         inputs = {**dict(prompt=[b"a"], max_new_tokens=[new_tokens], temperature=[1.0], top_k=[0],
-                         top_p=[1.0], repetition_penalty=[1.0], seed=[0]), **controls}
+                         top_p=[1.0], min_p=[0.0], typical_p=[1.0], repetition_penalty=[1.0],
+                         seed=[0]), **controls}
         trace = tf.compat.v1.RunMetadata()
         session.run(signature.outputs["text"].name,
                     {signature.inputs[k].name: v for k, v in inputs.items()},

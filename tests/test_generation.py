@@ -9,7 +9,8 @@ from kerasgen.config import model_defaults
 from kerasgen.errors import ConfigError
 from kerasgen.text.tokenizer import UNKNOWN_ID, CharVocab
 from kerasgen.text.decoding import (BUCKET, banned_by_ngrams, compiled_decoder, decode_loop,
-                                    encode_prompts, filter_top_k, filter_top_p, generate,
+                                    encode_prompts, filter_min_p, filter_top_k, filter_top_p,
+                                    filter_typical, generate,
                                     generate_ids, generate_uncached, gumbel_noise,
                                     penalize_repetition, row_keys, sampling_tensors)
 from kerasgen.family import spread
@@ -27,6 +28,46 @@ def test_top_k_keeps_the_k_largest():
     logits = tf.constant([[0.5, 3.0, -1.0, 2.0, 1.0]])
     assert kept(filter_top_k(logits, tf.constant(2))) == {1, 3}
     assert kept(filter_top_k(logits, tf.constant(0))) == {0, 1, 2, 3, 4}
+
+
+def _hugging_face_min_p(logits, min_p):
+    """MinPLogitsWarper as Hugging Face documents it, in NumPy: tokens below min_p × the top
+    probability are removed."""
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    return np.where(probs < min_p * probs.max(-1, keepdims=True), -np.inf, logits)
+
+
+def _hugging_face_typical(logits, mass):
+    """TypicalLogitsWarper as Hugging Face documents it, in NumPy: sort by |surprisal − entropy|,
+    keep through the first index where the cumulative probability reaches `mass`."""
+    out = logits.copy()
+    for row, scores in enumerate(logits):
+        log_p = scores - scores.max() - np.log(np.exp(scores - scores.max()).sum())
+        entropy = -(log_p * np.exp(log_p)).sum()
+        shifted = np.abs(-log_p - entropy)
+        order = np.argsort(shifted, kind="stable")
+        probs = np.exp(scores[order] - scores.max())
+        cumulative = np.cumsum(probs / probs.sum())
+        last = min(int((cumulative < mass).sum()), len(scores) - 1)
+        removed = shifted[order] > shifted[order][last]
+        removed[0] = False  # min_tokens_to_keep=1
+        out[row, order[removed]] = -np.inf
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_min_p_and_typical_keep_what_hugging_face_keeps(seed):
+    rng = np.random.default_rng(seed)
+    logits = (rng.normal(size=(4, 50)) * rng.uniform(0.5, 4)).astype(np.float32)
+    for value in (0.01, 0.1, 0.5, 1.0):
+        ours = filter_min_p(tf.constant(logits), tf.constant(value)).numpy()
+        np.testing.assert_array_equal(ours > tf.float32.min, np.isfinite(_hugging_face_min_p(logits, value)))
+    for value in (0.2, 0.5, 0.9, 0.99):
+        ours = filter_typical(tf.constant(logits), tf.constant(value)).numpy()
+        np.testing.assert_array_equal(ours > tf.float32.min,
+                                      np.isfinite(_hugging_face_typical(logits, value)))
+        assert ((ours > tf.float32.min).sum(-1) >= 1).all()
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
@@ -56,6 +97,8 @@ def test_no_repeat_ngram_bans_exactly_the_completing_tokens():
 
 @pytest.mark.parametrize("kwargs", [dict(temperature=-1), dict(temperature=float("nan")),
                                     dict(top_p=0.0), dict(top_p=1.5), dict(top_k=-1),
+                                    dict(min_p=2.0), dict(min_p=-0.5), dict(typical_p=0.0),
+                                    dict(typical_p=1.01),
                                     dict(repetition_penalty=0), dict(no_repeat_ngram=-2),
                                     dict(max_new_tokens=0), dict(max_new_tokens=10 ** 9),
                                     dict(seed=2 ** 40)])

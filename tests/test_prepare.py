@@ -285,3 +285,19 @@ def test_two_workers_train_from_a_prepared_corpus_what_one_worker_trains(tmp_pat
     train_one_and_two_workers_alike(tmp_path, [
         "--model=gru", "--units=8", "--embed_dim=4", "--seq_len=8", "--sample_chars=8",
         "--validation_steps=1", "--jit_compile=false", "--data", str(tmp_path / "prepared"), *MULTI])
+
+
+@pytest.mark.slow
+def test_a_run_killed_on_a_prepared_corpus_resumes_to_the_uninterrupted_weights(tmp_path):
+    from test_faults import KILL_POINTS, train_process, weights
+
+    _prepare([_write(tmp_path / "a.txt", MIXED)], tmp_path / "prepared")
+    flags = ["--model=gru", "--units=8", "--embed_dim=4", *TINY_TRAIN, "--data",
+             str(tmp_path / "prepared"), "--epochs=2", "--steps_per_epoch=6", "--steps_per_execution=4"]
+    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
+    assert train_process([*flags, "--out", whole]).returncode == 0
+    patch = KILL_POINTS["mid-epoch"].replace("self.epoch == 2 and batch == 2", "self.epoch == 1")
+    assert train_process([*flags, "--out", part], patch).returncode < 0
+    assert train_process(["--resume", part]).returncode == 0
+    for ours, theirs in zip(weights(part), weights(whole)):
+        np.testing.assert_array_equal(ours, theirs)

@@ -24,7 +24,7 @@ def served(tmp_path_factory):
 
 
 GOOD = dict(prompt=["ab"], max_new_tokens=[8], temperature=[0.8], top_k=[0], top_p=[1.0],
-            repetition_penalty=[1.0], seed=[1])
+            min_p=[0.0], typical_p=[1.0], repetition_penalty=[1.0], seed=[1])
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -42,6 +42,10 @@ GOOD = dict(prompt=["ab"], max_new_tokens=[8], temperature=[0.8], top_k=[0], top
     (dict(top_p=[0.0]), "top_p must be in (0, 1]"),
     (dict(top_p=[1.5]), "top_p must be in (0, 1]"),
     (dict(top_k=[-2]), "top_k must be ≥ 0"),
+    (dict(min_p=[2.0]), "min_p must be in [0, 1]"),
+    (dict(min_p=[-0.1]), "min_p must be in [0, 1]"),
+    (dict(typical_p=[0.0]), "typical_p must be in (0, 1]"),
+    (dict(typical_p=[1.5]), "typical_p must be in (0, 1]"),
     (dict(seed=[]), "seed must hold at least one row"),
 ])
 def test_a_hostile_generate_request_is_invalid_argument_at_once(served, changes, message):
@@ -74,6 +78,7 @@ def test_the_largest_allowed_request_has_bounded_time_and_memory(tmp_path):
         "def call(n, batch=1, **kw):\n"
         "    args = dict(prompt=tf.constant(['ab'] * batch), max_new_tokens=tf.constant([n]),\n"
         "                temperature=tf.constant([0.8]), top_k=tf.constant([0]), top_p=tf.constant([1.0]),\n"
+        "                min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]),\n"
         "                repetition_penalty=tf.constant([1.0]), seed=tf.constant([1]))\n"
         "    args.update(kw)\n"
         "    return g(**args)\n"

@@ -104,6 +104,7 @@ def test_a_bpe_model_serves_and_runs_on_litert_like_in_process(name, bpe, tmp_pa
     served = tf.saved_model.load(export(model, tmp_path)).signatures["generate"]
     out = served(prompt=tf.constant(prompts), max_new_tokens=tf.constant([12]),
                  temperature=tf.constant([0.0]), top_k=tf.constant([0]), top_p=tf.constant([1.0]),
+                 min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]),
                  repetition_penalty=tf.constant([1.0]), seed=tf.constant([0]))
     assert [t.decode() for t in out["text"].numpy()] == expected
     runner = tflite.interpreter(tflite.convert(model))
@@ -167,6 +168,7 @@ def test_a_chinese_bpe_export_serves_chinese_prompts_without_kerasgen(chinese_ru
             "f = tf.saved_model.load(sys.argv[1]).signatures['generate']\n"
             "out = f(prompt=tf.constant(['床前明月', '']), max_new_tokens=tf.constant([16]), "
             "temperature=tf.constant([0.0]), top_k=tf.constant([0]), top_p=tf.constant([1.0]), "
+            "min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]), "
             "repetition_penalty=tf.constant([1.0]), seed=tf.constant([0]))\n"
             "assert 'kerasgen' not in sys.modules\n"
             "print(json.dumps([t.decode() for t in out['text'].numpy()], ensure_ascii=False))\n")

@@ -20,6 +20,7 @@ COLD_XLA = False
 def sampling_tensors(sampling):
     """The loop's control inputs (temperature … seed) from a Sampling."""
     return (np.float32(sampling.temperature), np.int32(sampling.top_k), np.float32(sampling.top_p),
+            np.float32(sampling.min_p), np.float32(sampling.typical_p),
             np.float32(sampling.repetition_penalty), np.int32(sampling.no_repeat_ngram),
             np.int32(sampling.seed))
 
@@ -70,9 +71,34 @@ def filter_top_p(logits, p):
     return tf.where(logits < threshold[:, None], tf.float32.min, logits)
 
 
-def sample_next(logits, temperature, noise, top_k=None, top_p=None):
+def filter_min_p(logits, min_p):
+    """Keeps the tokens at least `min_p` times as likely as the row's likeliest (Hugging Face's
+    MinPLogitsWarper; the likeliest always stays)."""
+    probs = tf.nn.softmax(logits)
+    return tf.where(probs < min_p * tf.reduce_max(probs, axis=-1, keepdims=True), tf.float32.min,
+                    logits)
+
+
+def filter_typical(logits, mass):
+    """Locally typical sampling (Meister et al. 2022, Hugging Face's TypicalLogitsWarper): the
+    tokens ordered by how far their surprisal is from the row's entropy, kept until their
+    probability reaches `mass` (the closest always stays)."""
+    log_probs = tf.nn.log_softmax(logits)
+    entropy = -tf.reduce_sum(log_probs * tf.exp(log_probs), axis=-1, keepdims=True)
+    distance = tf.abs(-log_probs - entropy)
+    order = tf.argsort(distance, axis=-1)
+    ordered = tf.gather(distance, order, batch_dims=1)
+    cumulative = tf.cumsum(tf.nn.softmax(tf.gather(logits, order, batch_dims=1)), axis=-1)
+    last = tf.minimum(tf.reduce_sum(tf.cast(cumulative < mass, tf.int32), axis=-1),
+                      tf.shape(logits)[-1] - 1)
+    bound = tf.gather(ordered, last, axis=-1, batch_dims=1)
+    return tf.where(distance > bound[:, None], tf.float32.min, logits)
+
+
+def sample_next(logits, temperature, noise, top_k=None, top_p=None, min_p=None, typical_p=None):
     """Next ids (B,) from logits (B, V) and Gumbel `noise` (B, V): greedy at temperature 0, else
-    a draw from softmax(logits / temperature), restricted by top-k and top-p when they are given."""
+    a draw from softmax(logits / temperature), restricted by top-k, top-p, min-p and typical-p
+    (Hugging Face's order) when they are given."""
     never = tf.one_hot(UNKNOWN_ID, tf.shape(logits)[-1], on_value=True, off_value=False)[None, :]
     logits = tf.where(never, tf.float32.min, logits)  # the unknown id is never generated
     greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
@@ -80,6 +106,8 @@ def sample_next(logits, temperature, noise, top_k=None, top_p=None):
     if top_k is not None:  # both filters sort the vocabulary: skip them when they are off
         scaled = tf.cond(top_k > 0, lambda: filter_top_k(scaled, top_k), lambda: scaled)
         scaled = tf.cond(top_p < 1.0, lambda: filter_top_p(scaled, top_p), lambda: scaled)
+        scaled = tf.cond(min_p > 0.0, lambda: filter_min_p(scaled, min_p), lambda: scaled)
+        scaled = tf.cond(typical_p < 1.0, lambda: filter_typical(scaled, typical_p), lambda: scaled)
     sampled = tf.argmax(scaled + noise, axis=-1, output_type=tf.int32)
     return tf.where(temperature > 0, sampled, greedy)
 
@@ -134,7 +162,7 @@ def decode_loop(model, jit_compile=True, filtered=None):
     """A tf.function that fills a token buffer, resumable so callers can stream.
 
     loop(tokens (B, L) holding the prompts, prompt_lengths (B,), start, stop,
-    position, state, *sampling controls*) feeds tokens start..stop-2 to the
+    position, state, *sampling_tensors*) feeds tokens start..stop-2 to the
     model's one-token `step` (the GRU's state or the Transformer's key/value
     cache carries the past) and writes tokens start+1..stop-1: a row's own
     prompt token while its prompt lasts, a sampled one after. It returns
@@ -161,13 +189,13 @@ def decode_loop(model, jit_compile=True, filtered=None):
         tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
         scalar(tf.int32), scalar(tf.int32), scalar(tf.int32), state_spec,
         scalar(tf.float32), scalar(tf.int32), scalar(tf.float32), scalar(tf.float32),
-        scalar(tf.int32), scalar(tf.int32)])
+        scalar(tf.float32), scalar(tf.float32), scalar(tf.int32), scalar(tf.int32)])
     def loop(*inputs):
         with tracing_for_xla(jit_compile):  # the model's step picks its kernels by it
             return body(*inputs)
 
     def body(tokens, prompt_lengths, start, stop, position, state, temperature, top_k, top_p,
-             repetition_penalty, no_repeat_ngram, seed):
+             min_p, typical_p, repetition_penalty, no_repeat_ngram, seed):
         batch = tf.shape(tokens)[0]
         rows = tf.range(batch)
         keys = row_keys(batch, seed)
@@ -183,10 +211,10 @@ def decode_loop(model, jit_compile=True, filtered=None):
                 banned = tf.cond(no_repeat_ngram > 0,
                                  lambda: banned_by_ngrams(tokens, t, no_repeat_ngram, vocab_size),
                                  lambda: tf.zeros([batch, vocab_size], tf.bool))
-                # Hugging Face's order: the penalty, the bans, then temperature, top-k and top-p.
+                # Hugging Face's order: the penalty, the bans, then temperature and the filters.
                 logits = tf.where(banned, tf.float32.min,
                                   penalize_repetition(logits, seen[0], repetition_penalty))
-                filters = dict(top_k=top_k, top_p=top_p)
+                filters = dict(top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p)
             sampled = sample_next(logits, temperature, gumbel_noise(keys, t, vocab_size),
                                   **filters)
             nxt = tf.where(t + 1 < prompt_lengths, tokens[:, t + 1], sampled)
@@ -227,8 +255,8 @@ def decode_loop(model, jit_compile=True, filtered=None):
         # switches the controls off (the defaults) runs a loop without them.
         if filtered is not None:
             return decode(filtered)
-        controls_off = ((top_k == 0) & (top_p >= 1.0) & (repetition_penalty == 1.0)
-                        & (no_repeat_ngram == 0))
+        controls_off = ((top_k == 0) & (top_p >= 1.0) & (min_p <= 0.0) & (typical_p >= 1.0)
+                        & (repetition_penalty == 1.0) & (no_repeat_ngram == 0))
         return tf.cond(controls_off, lambda: decode(False), lambda: decode(True))
 
     return loop

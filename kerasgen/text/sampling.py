@@ -9,7 +9,8 @@ DEFAULT_PROMPT = ""  # an empty prompt …
 EMPTY_PROMPT = "\n"  # … starts a new line, as if the text began a paragraph
 MAX_NEW_TOKENS = 100_000  # the CLIs' bound (the served bound is chosen at export)
 # The controls the served `generate` signature takes (n-gram blocking stays in-process).
-SERVED_CONTROLS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "seed")
+SERVED_CONTROLS = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p", "typical_p",
+                   "repetition_penalty", "seed")
 
 
 def _field(default, help):
@@ -26,6 +27,12 @@ class Sampling:
     top_k: int = _field(0, "sample among the k likeliest tokens (0 = off)")
     top_p: float = _field(1.0, "sample among the likeliest tokens whose probability reaches p "
                                "(1 = off)")
+    min_p: float = _field(0.0, "keep the tokens at least min_p times as likely as the likeliest "
+                               "(0 = off; 0.05-0.1 prunes the tail and adapts to the model's "
+                               "confidence)")
+    typical_p: float = _field(1.0, "locally typical sampling: keep the tokens whose surprisal is "
+                                   "closest to the expected one, until their probability reaches "
+                                   "p (1 = off)")
     repetition_penalty: float = _field(1.0, "> 1 discourages tokens already in the text "
                                             "(positive logits ÷ r, negative × r; 1 = off)")
     no_repeat_ngram: int = _field(0, "never repeat an n-gram of this many tokens (0 = off)")
@@ -37,6 +44,8 @@ class Sampling:
             (math.isfinite(self.temperature) and self.temperature >= 0, "temperature must be ≥ 0"),
             (self.top_k >= 0, "top_k must be ≥ 0"),
             (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+            (0 <= self.min_p <= 1, "min_p must be in [0, 1]"),
+            (0 < self.typical_p <= 1, "typical_p must be in (0, 1]"),
             (math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0,
              "repetition_penalty must be > 0"),
             (self.no_repeat_ngram >= 0, "no_repeat_ngram must be ≥ 0"),
@@ -49,8 +58,8 @@ class Sampling:
 
     def filters(self):
         """Whether any control filters or penalizes (the decode loop that carries the ids seen)."""
-        return (self.top_k > 0 or self.top_p < 1.0 or self.repetition_penalty != 1.0
-                or self.no_repeat_ngram > 0)
+        return (self.top_k > 0 or self.top_p < 1.0 or self.min_p > 0 or self.typical_p < 1.0
+                or self.repetition_penalty != 1.0 or self.no_repeat_ngram > 0)
 
     @classmethod
     def add_arguments(cls, group, skip=()):

@@ -66,6 +66,10 @@ class TextServing:
             tf.debugging.assert_non_negative(first["top_k"], "top_k must be ≥ 0"),
             tf.debugging.assert_positive(first["top_p"], "top_p must be in (0, 1]"),
             tf.debugging.assert_less_equal(first["top_p"], 1.0, "top_p must be in (0, 1]"),
+            tf.debugging.assert_non_negative(first["min_p"], "min_p must be in [0, 1]"),
+            tf.debugging.assert_less_equal(first["min_p"], 1.0, "min_p must be in [0, 1]"),
+            tf.debugging.assert_positive(first["typical_p"], "typical_p must be in (0, 1]"),
+            tf.debugging.assert_less_equal(first["typical_p"], 1.0, "typical_p must be in (0, 1]"),
             tf.debugging.assert_positive(first["repetition_penalty"], "repetition_penalty must be > 0"),
             tf.debugging.assert_all_finite(first["repetition_penalty"],
                                            "repetition_penalty must be finite"),
@@ -73,11 +77,10 @@ class TextServing:
         with tf.control_dependencies(checks):
             return tf.identity(prompt), {key: tf.identity(value) for key, value in first.items()}
 
-    def generate(self, prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed):
-        """Continues each prompt (the `generate` signature's body)."""
-        prompt, s = self._checked(prompt, dict(
-            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-            repetition_penalty=repetition_penalty, seed=seed))
+    def generate(self, prompt, controls):
+        """Continues each prompt (the `generate` signature's body); `controls`: {SERVED_CONTROLS
+        name: its (B,) input}."""
+        prompt, s = self._checked(prompt, controls)
         prompt = tf.where(prompt == "", EMPTY_PROMPT, prompt)
         ids = self.tokenizer.graph_encode(prompt)
         lengths = tf.cast(ids.row_lengths(), tf.int32)
@@ -86,8 +89,8 @@ class TextServing:
         size = (stop + BUCKET - 1) // BUCKET * BUCKET
         tokens = ids.to_tensor(default_value=0, shape=tf.stack([batch, size]))
         tokens, _, _ = self.loop(tokens, lengths, 0, stop, 0, self.model.initial_state(batch),
-                                 s["temperature"], s["top_k"], s["top_p"], s["repetition_penalty"],
-                                 0, s["seed"])
+                                 s["temperature"], s["top_k"], s["top_p"], s["min_p"],
+                                 s["typical_p"], s["repetition_penalty"], 0, s["seed"])
         token_ids = tf.gather(tokens, lengths[:, None] + tf.range(new)[None, :], batch_dims=1)
         text = self.tokenizer.graph_decode(token_ids)
         return {"text": text, "token_ids": token_ids}
@@ -100,10 +103,13 @@ class TextServing:
 
         def generate(prompt, max_new_tokens=defaults["max_new_tokens"],
                      temperature=defaults["temperature"], top_k=defaults["top_k"],
-                     top_p=defaults["top_p"], repetition_penalty=defaults["repetition_penalty"],
-                     seed=defaults["seed"]):
-            return self.generate(prompt, max_new_tokens, temperature, top_k, top_p,
-                                 repetition_penalty, seed)
+                     top_p=defaults["top_p"], min_p=defaults["min_p"],
+                     typical_p=defaults["typical_p"],
+                     repetition_penalty=defaults["repetition_penalty"], seed=defaults["seed"]):
+            controls = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                            top_p=top_p, min_p=min_p, typical_p=typical_p,
+                            repetition_penalty=repetition_penalty, seed=seed)
+            return self.generate(prompt, controls)
 
         def serving_default(prompt):
             return generate(prompt)
@@ -136,7 +142,8 @@ class TextServing:
         row = {"prompt": np.array(["The "[:self.limits["max_prompt_chars"]]]),
                "max_new_tokens": np.array([min(8, self.limits["max_new_tokens"])], np.int32),
                "temperature": np.array([0.8], np.float32), "top_k": np.array([0], np.int32),
-               "top_p": np.array([0.9], np.float32),
+               "top_p": np.array([0.9], np.float32), "min_p": np.array([0.05], np.float32),
+               "typical_p": np.array([0.95], np.float32),
                "repetition_penalty": np.array([1.1], np.float32), "seed": np.array([1], np.int32)}
         return {"serving_default": {"prompt": row["prompt"]}, "generate": row,
                 "logits": {"token_ids": np.ones((1, min(8, self.limits["max_prompt_chars"])), np.int32)}}
