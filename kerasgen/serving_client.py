@@ -126,19 +126,9 @@ class ServingClient:
     def _signature_defs(self):
         """The SavedModel's SignatureDefs as the gRPC metadata gives them (the same protos)."""
         from google.protobuf import json_format
-        from tensorflow.core.protobuf import saved_model_pb2
 
-        path = os.path.join(self.saved_model, "saved_model.pb")
-        try:
-            with open(path, "rb") as f:
-                saved = saved_model_pb2.SavedModel.FromString(f.read())
-        except OSError as e:
-            raise ServingError(f"cannot read {path}: {e.strerror or e}") from None
-        except Exception as e:  # a protobuf DecodeError: not a SavedModel
-            raise ServingError(f"{path} is not a SavedModel ({type(e).__name__})") from None
         return {name: json_format.MessageToDict(signature)
-                for name, signature in saved.meta_graphs[0].signature_def.items()
-                if not name.startswith("__")}  # the init op is not a signature to call
+                for name, signature in read_signature_defs(self.saved_model).items()}
 
     def _local(self, inputs, signature):
         """What TF Serving's Predict answers, from tf.saved_model.load in this process."""
@@ -152,6 +142,7 @@ class ServingClient:
             raise ServingError(f"{self.model}: NOT_FOUND: no signature {signature!r} in "
                                f"{self.saved_model} (it has {', '.join(self._loaded.signatures)})")
         specs = function.structured_input_signature[1]
+        inputs = {**signature_defaults(self.saved_model).get(signature, {}), **inputs}  # as TF Serving
         if set(inputs) != set(specs):
             raise ServingError(f"{self.model}: INVALID_ARGUMENT: {signature} takes inputs "
                                f"{', '.join(sorted(specs))}, got {', '.join(sorted(inputs)) or 'none'}")
@@ -220,7 +211,12 @@ class ServingClient:
         inputs = {"prompt": np.array(prompts, dtype=object)}
         for key in SERVED_CONTROLS:
             value = getattr(settings, key)
-            inputs[key] = np.full(len(prompts), value, np.float32 if isinstance(value, float) else np.int32)
+            if key == "stop":  # the same stop strings in each row; none: the signature's default
+                if value:
+                    inputs[key] = np.array([list(value)] * len(prompts), dtype=object)
+            else:
+                inputs[key] = np.full(len(prompts), value,
+                                      np.float32 if isinstance(value, float) else np.int32)
         deadline = self._deadline(settings.max_new_tokens * len(prompts))
         outputs = self.predict(inputs, "generate", columnar, deadline)
         if "text" not in outputs:
@@ -233,6 +229,30 @@ class ServingClient:
         if "images" not in outputs:
             raise ServingError(f"{self.model}: malformed sample reply (no 'images')")
         return np.asarray(outputs["images"], np.uint8)
+
+
+def read_signature_defs(path):
+    """{name: SignatureDef proto} of the SavedModel in folder `path` (the init op left out)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    file = os.path.join(path, "saved_model.pb")
+    try:
+        with open(file, "rb") as f:
+            saved = saved_model_pb2.SavedModel.FromString(f.read())
+    except OSError as e:
+        raise ServingError(f"cannot read {file}: {e.strerror or e}") from None
+    except Exception as e:  # a protobuf DecodeError: not a SavedModel
+        raise ServingError(f"{file} is not a SavedModel ({type(e).__name__})") from None
+    return {name: signature for name, signature in saved.meta_graphs[0].signature_def.items()
+            if not name.startswith("__")}  # the init op is not a signature to call
+
+
+def signature_defaults(path):
+    """{signature: {input: default array}}: what TF Serving fills in for inputs a request omits."""
+    import tensorflow as tf
+
+    return {name: {k: tf.make_ndarray(v) for k, v in signature.defaults.items()}
+            for name, signature in read_signature_defs(path).items()}
 
 
 def _jsonable(value):

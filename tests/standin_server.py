@@ -8,7 +8,6 @@ a request leaves out are filled from the SignatureDef's `defaults`, as TF
 Serving's predict_util.cc does (GetInputValues).
 """
 import json
-import os
 import threading
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,20 +18,11 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 
+from kerasgen.serving_client import signature_defaults
+
 
 class BadRequest(Exception):
     pass
-
-
-def signature_defaults(path):
-    """{signature: {input: default array}} from the SavedModel's saved_model.pb."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-        saved.ParseFromString(f.read())
-    return {name: {k: tf.make_ndarray(v) for k, v in signature.defaults.items()}
-            for name, signature in saved.meta_graphs[0].signature_def.items()}
 
 
 class Served:

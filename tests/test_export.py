@@ -15,10 +15,11 @@ from conftest import (IMAGE_MODELS, MODELS, REPO, TEXT_MODELS, export, export_ar
 from kerasgen.export import tflite
 from kerasgen.export.__main__ import main as export_main
 from kerasgen.export.saved_model import WARMUP_FILE, export_saved_model
+from kerasgen.serving_client import signature_defaults
 from kerasgen.text.decoding import generate
 from kerasgen.text.sampling import SERVED_CONTROLS, Sampling
 from kerasgen.text.serving import tflite_generate
-from standin_server import StandIn, signature_defaults
+from standin_server import StandIn
 
 
 @pytest.fixture
@@ -128,15 +129,17 @@ def run_fresh(path, requests):
 
 def check_text(model, served, path):
     expected = generate(model, ["ab", "h"], Sampling(12, temperature=1.0, top_p=0.9, min_p=0.02,
-                                                     typical_p=0.95, repetition_penalty=1.2, seed=7))
+                                                     typical_p=0.95, repetition_penalty=1.2, seed=7,
+                                                     stop=("e.", "hh")))
     assert served["generate"]["text"] == expected
     assert np.array(served["generate"]["token_ids"]).shape == (2, 12)
     assert served["serving_default"]["text"] == generate(model, ["abc"], Sampling())
     np.testing.assert_allclose(served["logits"]["logits"],
                                model(np.array([[1, 2, 3], [4, 5, 6]]))[:, -1], atol=1e-5)
     defaults = signature_defaults(path)["generate"]  # what TF Serving fills in: only prompt needed
+    assert defaults.pop("stop").shape == (1, 0)  # no stop strings
     assert {k: v.item() for k, v in defaults.items()} == pytest.approx(
-        {key: getattr(Sampling(), key) for key in SERVED_CONTROLS})
+        {key: getattr(Sampling(), key) for key in SERVED_CONTROLS if key != "stop"})
 
 
 def check_image(model, served, path):
@@ -156,7 +159,7 @@ def check_image(model, served, path):
 REQUESTS = {
     "text": {"generate": {"prompt": ["ab", "h"], "max_new_tokens": [12], "temperature": [1.0],
                           "top_k": [0], "top_p": [0.9], "min_p": [0.02], "typical_p": [0.95],
-                          "repetition_penalty": [1.2], "seed": [7]},
+                          "repetition_penalty": [1.2], "seed": [7], "stop": [["e.", "hh"]]},
              "serving_default": {"prompt": ["abc"]},
              "logits": {"token_ids": [[1, 2, 3], [4, 5, 6]]}},
 }
@@ -270,7 +273,7 @@ def test_xla_export_generates_the_same_text(tmp_path):
         prompt=tf.constant(["ab"]), max_new_tokens=tf.constant([30]),
         temperature=tf.constant([1.0]), top_k=tf.constant([4]), top_p=tf.constant([1.0]),
         min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]),
-        repetition_penalty=tf.constant([1.0]), seed=tf.constant([2]))
+        repetition_penalty=tf.constant([1.0]), seed=tf.constant([2]), stop=tf.constant([[]], tf.string))
     expected = generate(model, ["ab"], Sampling(30, temperature=1.0, top_k=4, seed=2))
     assert [t.decode() for t in out["text"].numpy()] == expected
 
@@ -282,7 +285,7 @@ def served_kernels(path, new_tokens, **controls):
         signature = loaded.signature_def["generate"]
         inputs = {**dict(prompt=[b"a"], max_new_tokens=[new_tokens], temperature=[1.0], top_k=[0],
                          top_p=[1.0], min_p=[0.0], typical_p=[1.0], repetition_penalty=[1.0],
-                         seed=[0]), **controls}
+                         seed=[0], stop=np.zeros((1, 0), object)), **controls}
         trace = tf.compat.v1.RunMetadata()
         session.run(signature.outputs["text"].name,
                     {signature.inputs[k].name: v for k, v in inputs.items()},
@@ -339,6 +342,8 @@ def test_client_generates_through_the_stand_in_like_in_process(served_text, prot
     client = ServingClient("tiny", "127.0.0.1", server.rest_port, server.grpc_port, protocol)
     texts = client.generate(["the ", "a"], columnar=columnar, max_new_tokens=10, top_p=0.9, seed=3)
     assert texts == generate(model, ["the ", "a"], Sampling(10, top_p=0.9, seed=3))
+    cut = client.generate(["the ", "a"], columnar=columnar, max_new_tokens=10, seed=3, stop=["e", "."])
+    assert cut == generate(model, ["the ", "a"], Sampling(10, seed=3, stop=("e", ".")))
     assert {"serving_default", "generate", "logits"} <= set(client.metadata())
 
 

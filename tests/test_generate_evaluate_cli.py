@@ -39,6 +39,8 @@ def test_generate_several_samples_with_every_control(text_run, capsys):
     (["--top_k", "-3"], "top_k must be ≥ 0"),
     (["--min_p", "2"], "min_p must be in [0, 1]"),
     (["--typical_p", "0"], "typical_p must be in (0, 1]"),
+    (["--stop", ""], "stop strings must not be empty"),
+    ([arg for _ in range(9) for arg in ("--stop", ".")], "stop takes at most 8 strings"),
     (["--max_new_tokens", "0"], "max_new_tokens must be in 1..100,000"),
     (["--max_new_tokens", "1000000000"], "max_new_tokens must be in 1..100,000"),
     (["--seed", "99999999999"], "seed must be in 0..2^31-1"),

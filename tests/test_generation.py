@@ -9,6 +9,7 @@ from kerasgen.config import model_defaults
 from kerasgen.errors import ConfigError
 from kerasgen.text.tokenizer import UNKNOWN_ID, CharVocab
 from kerasgen.text.decoding import (BUCKET, banned_by_ngrams, compiled_decoder, decode_loop,
+                                    decoder_state,
                                     encode_prompts, filter_min_p, filter_top_k, filter_top_p,
                                     filter_typical, generate,
                                     generate_ids, generate_uncached, gumbel_noise,
@@ -98,7 +99,8 @@ def test_no_repeat_ngram_bans_exactly_the_completing_tokens():
 @pytest.mark.parametrize("kwargs", [dict(temperature=-1), dict(temperature=float("nan")),
                                     dict(top_p=0.0), dict(top_p=1.5), dict(top_k=-1),
                                     dict(min_p=2.0), dict(min_p=-0.5), dict(typical_p=0.0),
-                                    dict(typical_p=1.01),
+                                    dict(typical_p=1.01), dict(stop=("",)),
+                                    dict(stop=("x",) * 9), dict(stop=("é" * 17,)),
                                     dict(repetition_penalty=0), dict(no_repeat_ngram=-2),
                                     dict(max_new_tokens=0), dict(max_new_tokens=10 ** 9),
                                     dict(seed=2 ** 40)])
@@ -269,7 +271,7 @@ def test_the_served_loop_writes_what_the_loop_of_one_kind_of_request_writes(mode
     written = []
     served, cli = decode_loop(model, jit_compile=False), compiled_decoder(model, False, sampling.filters())
     for loop in (served, cli):
-        out = loop(tokens, lengths, np.int32(0), stop, np.int32(0), model.initial_state(2),
+        out = loop(tokens, lengths, np.int32(0), stop, np.int32(0), decoder_state(model, 2),
                    *sampling_tensors(sampling))
         written.append(out[0].numpy())
     np.testing.assert_array_equal(*written)
@@ -333,3 +335,40 @@ def test_streaming_compiles_the_loop_once_not_once_a_block(name, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     first, after = map(int, result.stdout.split()[-2:])
     assert first > 0 and after == first
+
+
+@pytest.mark.parametrize("block", [None, 4])
+def test_a_stop_string_spanning_tokens_ends_the_text_before_it_and_the_loop_once_all_stopped(
+        model, block):
+    """The text is the unstopped text up to the stop string's first occurrence, whether the
+    tokens come in one call or in blocks; once every row has stopped no more is generated."""
+    prompts = ["ab", "h"]
+    whole = generate(model, prompts, Sampling(40, temperature=1.0, seed=4))
+    stop = whole[0][6:8]  # two characters: two tokens
+    sampling = Sampling(40, temperature=1.0, seed=4, stop=(stop, "never"))
+    stopped = generate(model, prompts, sampling)
+    assert stopped == [sampling.cut(t) for t in whole] and stopped[0] == whole[0][:whole[0].find(stop)]
+    both = Sampling(40, temperature=1.0, seed=4, stop=(whole[0][6:8], whole[1][3:5]))
+    blocks = list(generate_ids(model, prompts, both, block=block, jit_compile=False))
+    assert sum(b.shape[1] for b in blocks) < 40 or block is None  # no block after all stopped
+    ids = np.concatenate(blocks, axis=1)
+    texts = [both.cut(model.text_tokenizer.decode(row)) for row in ids]
+    assert texts == [both.cut(t) for t in whole]
+    assert (ids[0, whole[0].find(whole[0][6:8]) + 2:] == 0).all()  # after the stopping token: none
+
+
+@pytest.mark.parametrize("name, new_tokens", [("gru", 13), ("transformer", 4)])
+def test_the_decoding_bench_scores_each_new_token_with_the_context_before_it(name, new_tokens):
+    """bench decoding's own perplexity: every new token scored once, from the tokens before it,
+    as one forward pass per token would (within one context: the tiny Transformer's is 8)."""
+    from kerasgen.bench.decoding import own_perplexity
+
+    model = tiny_model(name)
+    rng = np.random.default_rng(0)
+    prompt, new = rng.integers(1, model.vocab_size, 3), rng.integers(1, model.vocab_size, new_tokens)
+    ids = np.concatenate([prompt, new])
+    losses = []
+    for position in range(len(prompt), len(ids)):
+        log_probs = tf.nn.log_softmax(model(ids[None, :position], training=False)[0, -1]).numpy()
+        losses.append(-log_probs[ids[position]])
+    assert own_perplexity(model, [prompt], [new]) == pytest.approx(np.exp(np.mean(losses)), rel=1e-5)

@@ -24,7 +24,7 @@ def served(tmp_path_factory):
 
 
 GOOD = dict(prompt=["ab"], max_new_tokens=[8], temperature=[0.8], top_k=[0], top_p=[1.0],
-            min_p=[0.0], typical_p=[1.0], repetition_penalty=[1.0], seed=[1])
+            min_p=[0.0], typical_p=[1.0], repetition_penalty=[1.0], seed=[1], stop=[["\n\n"]])
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -46,13 +46,17 @@ GOOD = dict(prompt=["ab"], max_new_tokens=[8], temperature=[0.8], top_k=[0], top
     (dict(min_p=[-0.1]), "min_p must be in [0, 1]"),
     (dict(typical_p=[0.0]), "typical_p must be in (0, 1]"),
     (dict(typical_p=[1.5]), "typical_p must be in (0, 1]"),
+    (dict(stop=[[""]]), "stop strings must not be empty"),
+    (dict(stop=[["."] * 9]), "stop takes at most 8 strings"),
+    (dict(stop=[["é" * 17]]), "stop strings are limited to 32 UTF-8 bytes"),
     (dict(seed=[]), "seed must hold at least one row"),
 ])
 def test_a_hostile_generate_request_is_invalid_argument_at_once(served, changes, message):
-    inputs = {k: tf.constant(v, dtype=tf.string if k == "prompt" else None) for k, v in
+    strings = ("prompt", "stop")
+    inputs = {k: tf.constant(v, dtype=tf.string if k in strings else None) for k, v in
               {**GOOD, **changes}.items()}
     inputs = {k: tf.cast(v, served.signatures["generate"].structured_input_signature[1][k].dtype)
-              if k != "prompt" else v for k, v in inputs.items()}
+              if k not in strings else v for k, v in inputs.items()}
     started = time.time()
     with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
         served.signatures["generate"](**inputs)
@@ -79,7 +83,8 @@ def test_the_largest_allowed_request_has_bounded_time_and_memory(tmp_path):
         "    args = dict(prompt=tf.constant(['ab'] * batch), max_new_tokens=tf.constant([n]),\n"
         "                temperature=tf.constant([0.8]), top_k=tf.constant([0]), top_p=tf.constant([1.0]),\n"
         "                min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]),\n"
-        "                repetition_penalty=tf.constant([1.0]), seed=tf.constant([1]))\n"
+        "                repetition_penalty=tf.constant([1.0]), seed=tf.constant([1]),\n"
+        "                stop=tf.constant([[]], tf.string))\n"
         "    args.update(kw)\n"
         "    return g(**args)\n"
         "call(8)\n"

@@ -105,7 +105,8 @@ def test_a_bpe_model_serves_and_runs_on_litert_like_in_process(name, bpe, tmp_pa
     out = served(prompt=tf.constant(prompts), max_new_tokens=tf.constant([12]),
                  temperature=tf.constant([0.0]), top_k=tf.constant([0]), top_p=tf.constant([1.0]),
                  min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]),
-                 repetition_penalty=tf.constant([1.0]), seed=tf.constant([0]))
+                 repetition_penalty=tf.constant([1.0]), seed=tf.constant([0]),
+                 stop=tf.constant([[]], tf.string))
     assert [t.decode() for t in out["text"].numpy()] == expected
     runner = tflite.interpreter(tflite.convert(model))
     expected = generate(model, ["北"], Sampling(3, temperature=0))[0]  # within the tiny context
@@ -169,7 +170,8 @@ def test_a_chinese_bpe_export_serves_chinese_prompts_without_kerasgen(chinese_ru
             "out = f(prompt=tf.constant(['床前明月', '']), max_new_tokens=tf.constant([16]), "
             "temperature=tf.constant([0.0]), top_k=tf.constant([0]), top_p=tf.constant([1.0]), "
             "min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]), "
-            "repetition_penalty=tf.constant([1.0]), seed=tf.constant([0]))\n"
+            "repetition_penalty=tf.constant([1.0]), seed=tf.constant([0]), "
+            "stop=tf.constant([[]], tf.string))\n"
             "assert 'kerasgen' not in sys.modules\n"
             "print(json.dumps([t.decode() for t in out['text'].numpy()], ensure_ascii=False))\n")
     result = run_python(["-c", code, path])

@@ -8,4 +8,4 @@ bench module has a one-line docstring (its --help), `add_arguments(parser)` and
 Importing a bench module does not import TensorFlow.
 """
 
-BENCHES = ("startup", "train", "decode", "serve", "race", "scale", "images", "tokenizers", "data")
+BENCHES = ("startup", "train", "decode", "serve", "race", "scale", "images", "tokenizers", "data", "decoding")

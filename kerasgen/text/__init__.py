@@ -142,13 +142,22 @@ class TextFamily(Family):
             sys.stdout.write(args.prompt)
             stream = tokenizer.stream()  # holds back a character's bytes until it is whole
         streamed = STREAM_BLOCK if count == 1 else None
+        # What could still become a stop string is held back until the next block settles it.
+        held = max((len(s) for s in sampling.stop), default=1) - 1
+        text = shown = ""
         for block in generate_ids(model, [args.prompt] * count, sampling, block=streamed,
                                   jit_compile=COLD_XLA):
             ids.append(block)
             if count == 1:
-                sys.stdout.write(stream(block[0]))
+                text += stream(block[0])
+                ready = sampling.cut(text)
+                ready = ready if len(ready) < len(text) else text[:len(text) - held]
+                sys.stdout.write(ready[len(shown):])
                 sys.stdout.flush()
-        texts = [tokenizer.decode(row) for row in np.concatenate(ids, axis=1)]
+                shown = ready
+        if count == 1:
+            sys.stdout.write(sampling.cut(text)[len(shown):])
+        texts = [sampling.cut(tokenizer.decode(row)) for row in np.concatenate(ids, axis=1)]
         if count > 1:
             for i, text in enumerate(texts):
                 sys.stdout.write(f"--- sample {i + 1} ---\n{args.prompt}{text}\n")

@@ -8,9 +8,11 @@ from kerasgen.errors import ConfigError
 DEFAULT_PROMPT = ""  # an empty prompt …
 EMPTY_PROMPT = "\n"  # … starts a new line, as if the text began a paragraph
 MAX_NEW_TOKENS = 100_000  # the CLIs' bound (the served bound is chosen at export)
+MAX_STOPS = 8  # stop strings per request at most …
+MAX_STOP_BYTES = 32  # … of at most this many UTF-8 bytes each: the loop checks them every step
 # The controls the served `generate` signature takes (n-gram blocking stays in-process).
 SERVED_CONTROLS = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p", "typical_p",
-                   "repetition_penalty", "seed")
+                   "repetition_penalty", "seed", "stop")
 
 
 def _field(default, help):
@@ -37,8 +39,11 @@ class Sampling:
                                             "(positive logits ÷ r, negative × r; 1 = off)")
     no_repeat_ngram: int = _field(0, "never repeat an n-gram of this many tokens (0 = off)")
     seed: int = _field(0, "same seed, same text")
+    stop: tuple = _field((), "end a row when its new text contains this string, and return the "
+                             "text before it (repeatable)")
 
     def __post_init__(self):
+        object.__setattr__(self, "stop", tuple(self.stop))  # a list from a flag or a client
         checks = [
             (1 <= self.max_new_tokens <= MAX_NEW_TOKENS, f"max_new_tokens must be in 1..{MAX_NEW_TOKENS:,}"),
             (math.isfinite(self.temperature) and self.temperature >= 0, "temperature must be ≥ 0"),
@@ -50,8 +55,12 @@ class Sampling:
              "repetition_penalty must be > 0"),
             (self.no_repeat_ngram >= 0, "no_repeat_ngram must be ≥ 0"),
             (0 <= self.seed < 2 ** 31, "seed must be in 0..2^31-1"),
+            (len(self.stop) <= MAX_STOPS, f"stop takes at most {MAX_STOPS} strings"),
+            (all(isinstance(s, str) and s for s in self.stop), "stop strings must not be empty"),
+            (all(len(s.encode("utf-8", "surrogatepass")) <= MAX_STOP_BYTES for s in self.stop),
+             f"stop strings are limited to {MAX_STOP_BYTES} UTF-8 bytes"),
         ]
-        problems = [f"{message}, got {getattr(self, message.split()[0])}"
+        problems = [f"{message}, got {getattr(self, message.split()[0])!r}"
                     for ok, message in checks if not ok]
         if problems:
             raise ConfigError("; ".join(problems))
@@ -59,17 +68,26 @@ class Sampling:
     def filters(self):
         """Whether any control filters or penalizes (the decode loop that carries the ids seen)."""
         return (self.top_k > 0 or self.top_p < 1.0 or self.min_p > 0 or self.typical_p < 1.0
-                or self.repetition_penalty != 1.0 or self.no_repeat_ngram > 0)
+                or self.repetition_penalty != 1.0 or self.no_repeat_ngram > 0 or bool(self.stop))
+
+    def cut(self, text):
+        """`text` up to the first occurrence of any stop string (all of it when none occurs)."""
+        return text[:min([i for i in map(text.find, self.stop) if i >= 0], default=len(text))]
 
     @classmethod
     def add_arguments(cls, group, skip=()):
         """One --flag per control, typed and defaulted from the fields."""
         for field in dataclasses.fields(cls):
-            if field.name not in skip:
+            if field.name == "stop" and field.name not in skip:
+                group.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                                   help=field.metadata["help"])
+            elif field.name not in skip:
                 group.add_argument(f"--{field.name}", type=field.type, default=field.default,
                                    help=f"{field.metadata['help']} (default: {field.default})")
 
     @classmethod
     def from_args(cls, args, **changes):
         values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+        if "stop" in values:
+            values["stop"] = tuple(values["stop"] or ())
         return cls(**{**values, **changes})

@@ -17,16 +17,41 @@ are read from their first row.
 import numpy as np
 import tensorflow as tf
 
-from kerasgen.text.decoding import BUCKET, decode_loop
-from kerasgen.text.sampling import EMPTY_PROMPT, SERVED_CONTROLS, Sampling
+from kerasgen.text.decoding import BUCKET, decode_loop, decoder_state
+from kerasgen.text.sampling import (EMPTY_PROMPT, MAX_STOP_BYTES, MAX_STOPS, SERVED_CONTROLS,
+                                    Sampling)
 from kerasgen.text.tokenizer import UNKNOWN_ID
 
-CONTROLS = {key: tf.as_dtype(np.float32 if isinstance(getattr(Sampling(), key), float) else np.int32)
-            for key in SERVED_CONTROLS}
+
+def _dtype(value):
+    return tf.string if isinstance(value, tuple) else tf.float32 if isinstance(value, float) else tf.int32
+
+
+CONTROLS = {key: _dtype(getattr(Sampling(), key)) for key in SERVED_CONTROLS}
 
 
 def _vector(dtype, name):
-    return tf.TensorSpec([None], dtype, name=name)
+    """A served input: one value a row, or (`stop`) one row of strings a prompt."""
+    return tf.TensorSpec([None, None] if name == "stop" else [None], dtype, name=name)
+
+
+def _stop_tensors(stops):
+    """`decoding.stop_tensors` in the graph: (S,) strings → their bytes (S, MAX_STOP_BYTES)
+    padded with -1, and their lengths."""
+    data = tf.strings.bytes_split(stops)
+    codes = data.with_flat_values(tf.cast(tf.io.decode_raw(data.flat_values, tf.uint8,
+                                                           fixed_length=1)[:, 0], tf.int32))
+    table = codes.to_tensor(default_value=-1, shape=tf.stack([tf.size(stops), MAX_STOP_BYTES]))
+    return table, tf.strings.length(stops)
+
+
+def _cut(text, stops):
+    """Each text up to the first occurrence of any of `stops` (Sampling.cut, in the graph)."""
+    def cut_at(i, text):
+        parts = tf.strings.split(text, sep=stops[i], maxsplit=1)
+        return i + 1, parts[:, :1].to_tensor(default_value="", shape=tf.stack([tf.size(text), 1]))[:, 0]
+
+    return tf.while_loop(lambda i, _: i < tf.size(stops), cut_at, (0, text))[1]
 
 
 class TextServing:
@@ -50,7 +75,7 @@ class TextServing:
         checks = [tf.debugging.assert_positive(tf.size(prompt), "prompt must hold at least one row"),
                   tf.debugging.assert_less_equal(tf.size(prompt), limits["max_batch"],
                                                  f"at most {limits['max_batch']} prompts per request")]
-        checks += [tf.debugging.assert_positive(tf.size(value), f"{key} must hold at least one row")
+        checks += [tf.debugging.assert_positive(tf.shape(value)[0], f"{key} must hold at least one row")
                    for key, value in settings.items()]
         with tf.control_dependencies(checks):  # [0] below needs a row
             first = {key: tf.identity(value[0]) for key, value in settings.items()}
@@ -73,6 +98,12 @@ class TextServing:
             tf.debugging.assert_positive(first["repetition_penalty"], "repetition_penalty must be > 0"),
             tf.debugging.assert_all_finite(first["repetition_penalty"],
                                            "repetition_penalty must be finite"),
+            tf.debugging.assert_less_equal(tf.size(first["stop"]), MAX_STOPS,
+                                           f"stop takes at most {MAX_STOPS} strings"),
+            tf.debugging.assert_positive(tf.strings.length(first["stop"]),
+                                         "stop strings must not be empty"),
+            tf.debugging.assert_less_equal(tf.strings.length(first["stop"]), MAX_STOP_BYTES,
+                                           f"stop strings are limited to {MAX_STOP_BYTES} UTF-8 bytes"),
         ]
         with tf.control_dependencies(checks):
             return tf.identity(prompt), {key: tf.identity(value) for key, value in first.items()}
@@ -88,27 +119,31 @@ class TextServing:
         stop = tf.reduce_max(lengths) + new
         size = (stop + BUCKET - 1) // BUCKET * BUCKET
         tokens = ids.to_tensor(default_value=0, shape=tf.stack([batch, size]))
-        tokens, _, _ = self.loop(tokens, lengths, 0, stop, 0, self.model.initial_state(batch),
-                                 s["temperature"], s["top_k"], s["top_p"], s["min_p"],
-                                 s["typical_p"], s["repetition_penalty"], 0, s["seed"])
-        token_ids = tf.gather(tokens, lengths[:, None] + tf.range(new)[None, :], batch_dims=1)
-        text = self.tokenizer.graph_decode(token_ids)
+        tokens, _, state = self.loop(tokens, lengths, 0, stop, 0, decoder_state(self.model, batch),
+                                     s["temperature"], s["top_k"], s["top_p"], s["min_p"],
+                                     s["typical_p"], s["repetition_penalty"], 0, s["seed"],
+                                     *_stop_tensors(s["stop"]))
+        columns = lengths[:, None] + tf.range(new)[None, :]
+        token_ids = tf.where(columns > state[2][:, None], 0,  # after a stop: no tokens
+                             tf.gather(tokens, columns, batch_dims=1))
+        text = _cut(self.tokenizer.graph_decode(token_ids), s["stop"])
         return {"text": text, "token_ids": token_ids}
 
     def endpoints(self):
         # The defaults, within the limits, become the SignatureDef's `defaults`: TF Serving
         # fills them in for inputs a request leaves out, so only `prompt` is required.
-        defaults = {key: tf.constant([getattr(self.defaults, key)], dtype)
+        defaults = {key: tf.constant([getattr(self.defaults, key)], dtype, shape=[1, 0] if key == "stop" else [1])
                     for key, dtype in CONTROLS.items()}
 
         def generate(prompt, max_new_tokens=defaults["max_new_tokens"],
                      temperature=defaults["temperature"], top_k=defaults["top_k"],
                      top_p=defaults["top_p"], min_p=defaults["min_p"],
                      typical_p=defaults["typical_p"],
-                     repetition_penalty=defaults["repetition_penalty"], seed=defaults["seed"]):
+                     repetition_penalty=defaults["repetition_penalty"], seed=defaults["seed"],
+                     stop=defaults["stop"]):
             controls = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                             top_p=top_p, min_p=min_p, typical_p=typical_p,
-                            repetition_penalty=repetition_penalty, seed=seed)
+                            repetition_penalty=repetition_penalty, seed=seed, stop=stop)
             return self.generate(prompt, controls)
 
         def serving_default(prompt):
@@ -144,7 +179,8 @@ class TextServing:
                "temperature": np.array([0.8], np.float32), "top_k": np.array([0], np.int32),
                "top_p": np.array([0.9], np.float32), "min_p": np.array([0.05], np.float32),
                "typical_p": np.array([0.95], np.float32),
-               "repetition_penalty": np.array([1.1], np.float32), "seed": np.array([1], np.int32)}
+               "repetition_penalty": np.array([1.1], np.float32), "seed": np.array([1], np.int32),
+               "stop": np.array([["\n\n"]])}
         return {"serving_default": {"prompt": row["prompt"]}, "generate": row,
                 "logits": {"token_ids": np.ones((1, min(8, self.limits["max_prompt_chars"])), np.int32)}}
 

@@ -67,6 +67,14 @@ class _Tokenizer:
     def byte_lengths(self):
         return np.array([len(b) for b in self._bytes], np.int64)
 
+    def byte_table(self):
+        """(size, longest token) int32: each id's UTF-8 bytes, padded with -1 (the stop strings'
+        matcher appends a token's bytes with one gather)."""
+        table = np.full((self.size, max(1, max(map(len, self._bytes)))), -1, np.int32)
+        for i, data in enumerate(self._bytes):
+            table[i, :len(data)] = list(data)
+        return table
+
     def _join(self, ids):
         """The bytes of `ids` (ids outside the vocabulary add none)."""
         return b"".join(self._bytes[i] for i in np.asarray(ids).ravel() if 0 <= i < len(self._bytes))
