@@ -37,7 +37,7 @@ def _parser():
     p.add_argument("--data", metavar="SOURCE",
                    help="text models: 'pydoc' (embedded, default), a UTF-8 text file (above 64 MB "
                         "prepared once into ~/.cache/kerasgen), a folder made by python -m "
-                        "kerasgen.prepare, or tfds:NAME; "
+                        "kerasgen.prepare, or tfds:NAME (streamed into that cache); "
                         "image models: 'digits' (embedded, default), tfds:mnist, an .npz file with "
                         "x_train or x (labels y_train or y), or a folder of PNG/JPEG files. tfds "
                         "reads the local data_dir only")

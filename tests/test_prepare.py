@@ -301,3 +301,18 @@ def test_a_run_killed_on_a_prepared_corpus_resumes_to_the_uninterrupted_weights(
     assert train_process(["--resume", part]).returncode == 0
     for ours, theirs in zip(weights(part), weights(whole)):
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_tfds_text_trains_from_the_cache_with_the_ids_of_the_joined_split(tmp_path, monkeypatch):
+    from kerasgen.text.data import load_text
+
+    monkeypatch.setenv("KERASGEN_CACHE", str(tmp_path / "cache"))
+    config = train.TrainConfig(data="tfds:tiny_shakespeare")
+    with tfds.testing.mock_data(num_examples=3):
+        corpus = open_corpus(config)
+        text = load_text("tfds:tiny_shakespeare")  # the whole split joined, in memory
+    assert isinstance(corpus, PreparedCorpus) and corpus.name.startswith(str(tmp_path / "cache"))
+    tokenizer = CharVocab.from_text(text)
+    assert corpus.fits(tokenizer)
+    for part, expected in zip(("train", "validation"), split_text(text)):
+        np.testing.assert_array_equal(corpus.files[part].head(10 ** 9), tokenizer.encode(expected))

@@ -201,3 +201,26 @@ def test_fine_tuning_reuses_the_tokenizer_and_never_fails_on_new_characters(chin
     err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "uses the bpe tokenizer" in err[0]
     assert not (tmp_path / "other").exists()
+
+
+def test_a_stop_string_across_two_bpe_tokens_cuts_the_cli_and_the_served_text_alike(bpe, tmp_path):
+    from kerasgen.text.decoding import generate_ids
+
+    model = tiny_model("gru", vocabulary=None, tokenizer=bpe.spec, vocab_size=bpe.size)
+    sampling = Sampling(24, temperature=1.0, seed=5)
+    ids = np.concatenate(list(generate_ids(model, ["the "], sampling)), axis=1)[0]
+    pieces = [bpe.decode([i]) for i in ids]
+    at = next(i for i in range(2, len(pieces) - 1) if pieces[i] and pieces[i + 1]
+              and pieces[i].isascii() and pieces[i + 1].isascii())
+    stop = pieces[at][-1] + pieces[at + 1][0]  # the end of one token and the start of the next
+    whole = bpe.decode(ids)
+    stopped = Sampling(24, temperature=1.0, seed=5, stop=(stop,))
+    expected = whole[:whole.find(stop)]
+    assert generate(model, ["the "], stopped) == [expected]
+    served = tf.saved_model.load(export(model, tmp_path)).signatures["generate"]
+    out = served(prompt=tf.constant(["the "]), max_new_tokens=tf.constant([24]),
+                 temperature=tf.constant([1.0]), top_k=tf.constant([0]), top_p=tf.constant([1.0]),
+                 min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]),
+                 repetition_penalty=tf.constant([1.0]), seed=tf.constant([5]),
+                 stop=tf.constant([[stop]]))
+    assert out["text"].numpy()[0].decode() == expected

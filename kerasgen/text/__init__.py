@@ -272,22 +272,29 @@ def open_corpus(train, tokenizer=None):
     if is_prepared(train.data):
         return PreparedCorpus(train.data)
     source = train.data
-    if source not in (None, EMBEDDED_TEXT) and not source.startswith("tfds:") and (
-            os.path.getsize(source) > PREPARE_THRESHOLD):
+    if source not in (None, EMBEDDED_TEXT) and (source.startswith("tfds:") or (
+            os.path.getsize(source) > PREPARE_THRESHOLD)):
         return PreparedCorpus(_prepared_cache(source, train, tokenizer))
     return TextCorpus.load(source)
 
 
-def _prepared_cache(path, train, tokenizer):
-    """The cache folder of the text file `path`, prepared there first if it is not yet."""
+def _prepared_cache(source, train, tokenizer):
+    """The cache folder of a large text file or of tfds:NAME (streamed, one example at a time),
+    prepared there first if it is not yet; a tfds dataset that changed is prepared again."""
     import hashlib
 
     from kerasgen.text.prepared import Settings, Source, prepare, tokenizer_digest
 
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
+    if source.startswith("tfds:"):  # its content is hashed (and checked) by prepare
+        digest.update(source.encode())
+        what = f"{source} is streamed, not read into memory"
+    else:
+        with open(source, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                digest.update(block)
+        what = (f"{source} is {os.path.getsize(source) / 2 ** 20:,.0f} MB, more than is read into "
+                f"memory")
     root = os.path.join(os.environ.get("KERASGEN_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kerasgen"), "corpora")
     learned = Settings(train.tokenizer, train.vocab_size)
@@ -295,9 +302,10 @@ def _prepared_cache(path, train, tokenizer):
     if tokenizer is not None and not (os.path.isdir(out) and PreparedCorpus(out).fits(tokenizer)):
         learned = Settings(tokenizer.kind, tokenizer_from=tokenizer_digest(tokenizer))
         out = os.path.join(root, f"{digest.hexdigest()[:20]}-{learned.tokenizer_from[:20]}")
-    print(f"kerasgen: {path} is {os.path.getsize(path) / 2 ** 20:,.0f} MB, more than is read into "
-          f"memory: its tokens are in {out} (prepared once; read from disk)", file=sys.stderr)
-    prepare([Source(path)], out, learned, tokenizer=tokenizer if learned.tokenizer_from else None)
+    print(f"kerasgen: {what}: its tokens are in {out} (prepared once; read from disk)",
+          file=sys.stderr)
+    prepare([Source(source)], out, learned, tokenizer=tokenizer if learned.tokenizer_from else None,
+            replace=True)
     return out
 
 

@@ -272,11 +272,12 @@ def dtype_for(vocab_size):
     return "uint16" if vocab_size <= 1 << 16 else "uint32"
 
 
-def prepare(sources, out, settings, progress=True, tokenizer=None):
+def prepare(sources, out, settings, progress=True, tokenizer=None, replace=False):
     """Prepares `sources` into the directory `out` (see the module's docstring), encoded with
     `tokenizer` (whose digest is `settings.tokenizer_from`) or one learned from them as
     `settings` say. Returns (manifest, whether it was already there: same sources and
-    settings, nothing done)."""
+    settings, nothing done). Another corpus at `out` is refused, or with `replace` (a cache)
+    replaced once the new one is complete."""
     out = os.path.abspath(out)
     existing = _existing(out)
     if existing is not None and _same(existing, sources, settings):
@@ -294,8 +295,9 @@ def prepare(sources, out, settings, progress=True, tokenizer=None):
     if existing is not None:
         if _same_content(existing, sources, scans, settings):
             return existing, True
-        raise DataError(f"{out} holds another prepared corpus ({len(existing['sources'])} "
-                        f"sources); choose another --out or delete it")
+        if not replace:
+                raise DataError(f"{out} holds another prepared corpus ({len(existing['sources'])} "
+                            f"sources); choose another --out or delete it")
     read_s = time.time() - started
     if pretrained is not None:
         tokenizer = pretrained
@@ -326,8 +328,8 @@ def prepare(sources, out, settings, progress=True, tokenizer=None):
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(partial, 0o777 & ~umask)  # mkdtemp's folder is private
-        if os.path.isdir(out):
-            os.rmdir(out)  # empty (`_existing` refuses any other)
+        if os.path.isdir(out):  # empty, or (`replace`) the corpus this one replaces
+            shutil.rmtree(out)
         os.rename(partial, out)
     except OSError as e:
         shutil.rmtree(partial, ignore_errors=True)
