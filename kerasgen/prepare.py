@@ -51,7 +51,7 @@ def main(argv):
         from kerasgen.rundir import RunDir
         from kerasgen.text import _pretrained_tokenizer
 
-        if "--tokenizer" in argv or args.vocab_size is not None:
+        if any(a.partition("=")[0] == "--tokenizer" for a in argv) or args.vocab_size is not None:
             raise UsageError("--tokenizer_from takes the run's tokenizer: drop --tokenizer and "
                              "--vocab_size")
         tokenizer = _pretrained_tokenizer(RunDir.find(args.tokenizer_from))
@@ -61,7 +61,8 @@ def main(argv):
     manifest, skipped = prepare(expand_sources(args.data, args.field), args.out, settings,
                                 progress=not args.quiet, tokenizer=tokenizer)
     files = manifest["files"]
-    what = "already prepared, nothing to do" if skipped else f"prepared in {manifest['seconds']['total']:.1f} s"
+    seconds = manifest["seconds"]["total"]
+    what = "already prepared, nothing to do" if skipped else f"prepared in {seconds:.1f} s"
     print(f"{args.out}: {what}: {files['train']['tokens']:,} training and "
           f"{files['validation']['tokens']:,} validation tokens ({manifest['tokenizer']}, "
           f"{manifest['vocab_size']:,} tokens, {manifest['dtype']}) from "

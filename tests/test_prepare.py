@@ -316,3 +316,10 @@ def test_tfds_text_trains_from_the_cache_with_the_ids_of_the_joined_split(tmp_pa
     assert corpus.fits(tokenizer)
     for part, expected in zip(("train", "validation"), split_text(text)):
         np.testing.assert_array_equal(corpus.files[part].head(10 ** 9), tokenizer.encode(expected))
+
+
+def test_tokenizer_from_a_run_takes_no_tokenizer_flag(tmp_path, capsys):
+    source = _write(tmp_path / "a.txt", MIXED)
+    assert prepare_cli.main(["--data", source, "--out", str(tmp_path / "out"), "--tokenizer=bpe",
+                             "--tokenizer_from", str(tmp_path)]) == 2
+    assert "--tokenizer_from takes the run's tokenizer" in capsys.readouterr().err
