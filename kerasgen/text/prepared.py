@@ -210,7 +210,7 @@ class _Scan:
 
     def __init__(self, source, counts, sample_chars):
         digest = hashlib.sha256()
-        self.chars, self.sample, self.bytes = 0, [], 0
+        self.chars, self.sample = 0, []
         sampled, blank = 0, True
         for text in source.texts(digest):
             self.chars += len(text)
@@ -296,7 +296,7 @@ def prepare(sources, out, settings, progress=True, tokenizer=None, replace=False
         if _same_content(existing, sources, scans, settings):
             return existing, True
         if not replace:
-                raise DataError(f"{out} holds another prepared corpus ({len(existing['sources'])} "
+            raise DataError(f"{out} holds another prepared corpus ({len(existing['sources'])} "
                             f"sources); choose another --out or delete it")
     read_s = time.time() - started
     if pretrained is not None:
