@@ -357,13 +357,14 @@ def test_a_stop_string_spanning_tokens_ends_the_text_before_it_and_the_loop_once
     assert (ids[0, whole[0].find(whole[0][6:8]) + 2:] == 0).all()  # after the stopping token: none
 
 
-@pytest.mark.parametrize("name, new_tokens", [("gru", 13), ("transformer", 4)])
-def test_the_decoding_bench_scores_each_new_token_with_the_context_before_it(name, new_tokens):
+@pytest.mark.parametrize("name", TEXT_MODELS)
+def test_the_decoding_bench_scores_each_new_token_with_the_context_before_it(name):
     """bench decoding's own perplexity: every new token scored once, from the tokens before it,
-    as one forward pass per token would (within one context: the tiny Transformer's is 8)."""
+    as one forward pass per token would (within one context, for a model with a bounded one)."""
     from kerasgen.bench.decoding import own_perplexity
 
     model = tiny_model(name)
+    new_tokens = 13 if model.context_length is None else model.context_length - 4
     rng = np.random.default_rng(0)
     prompt, new = rng.integers(1, model.vocab_size, 3), rng.integers(1, model.vocab_size, new_tokens)
     ids = np.concatenate([prompt, new])
