@@ -264,15 +264,17 @@ def test_a_text_file_above_the_threshold_is_prepared_once_into_the_cache(tmp_pat
 
 def test_each_worker_reads_its_own_rows_of_every_global_batch(tmp_path):
     _prepare([_write(tmp_path / "a.txt", MIXED)], tmp_path / "out")
-    files = PreparedCorpus(str(tmp_path / "out")).files
-    files = (files["train"], files["validation"])
-    whole = [b[0].numpy() for b in text_datasets(*files, 16, 4, seed=1)[0].take(3)]
-    parts = [[b[0].numpy() for b in text_datasets(*files, 16, 4, seed=1, worker=(i, 2))[0].take(3)]
-             for i in range(2)]
-    for step, batch in enumerate(whole):
-        np.testing.assert_array_equal(np.concatenate([parts[0][step], parts[1][step]]), batch)
-    with pytest.raises(DataError, match="divide evenly"):
-        text_datasets(*files, 16, 5, seed=1, worker=(0, 2))
+    corpus = PreparedCorpus(str(tmp_path / "out"))
+    files = (corpus.files["train"], corpus.files["validation"])
+    arrays = [corpus.tokenizer.encode(t) for t in split_text(MIXED)]
+    for source in (files, arrays):  # read from disk, or gathered in memory
+        whole = [b[0].numpy() for b in text_datasets(*source, 16, 4, seed=1)[0].take(3)]
+        parts = [[b[0].numpy() for b in
+                  text_datasets(*source, 16, 4, seed=1, worker=(i, 2))[0].take(3)] for i in range(2)]
+        for step, batch in enumerate(whole):
+            np.testing.assert_array_equal(np.concatenate([parts[0][step], parts[1][step]]), batch)
+        with pytest.raises(DataError, match="divide evenly"):
+            text_datasets(*source, 16, 5, seed=1, worker=(0, 2))
 
 
 @pytest.mark.slow

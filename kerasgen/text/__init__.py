@@ -90,17 +90,13 @@ class TextFamily(Family):
             tokenizer = BytePairTokenizer.train(corpus.train_text, train.vocab_size or DEFAULT_BPE_VOCAB)
         else:
             tokenizer = CharVocab.from_text(corpus.text)
-        if isinstance(corpus, PreparedCorpus):  # each worker reads its own rows only
-            task = distribute.task(train.strategy)
-            worker = (task.index, task.workers)
-            train_ds, val_ds = corpus.datasets(tokenizer, train, first_step, worker)
-        else:
-            worker, (train_ds, val_ds) = (0, 1), corpus.datasets(tokenizer, train, first_step)
+        task = distribute.task(train.strategy)  # each worker reads its own rows only
+        train_ds, val_ds = corpus.datasets(tokenizer, train, first_step, (task.index, task.workers))
         # Real passages as long as the samples: `sample_chars` tokens' worth of characters.
         length = max(1, round(train.sample_chars * corpus.chars_per_token(tokenizer)))
         return tokenizer.model_config(), TrainingData(train_ds, val_ds, monitor="val_loss",
                                                       real_texts=corpus.passages(length),
-                                                      per_worker=worker[1] > 1)
+                                                      per_worker=task.workers > 1)
 
     def run_files(self, model):
         return {"tokenizer.json": model.tokenizer} if model.tokenizer else {}
@@ -327,14 +323,15 @@ class TextCorpus:
 
         return cls(load_text(source))
 
-    def datasets(self, tokenizer, train, first_step=0):
+    def datasets(self, tokenizer, train, first_step=0, worker=(0, 1)):
         """(train, validation) tf.data windows of the two parts' tokens, as `train` (a
-        TrainConfig) says; the training stream starts at step `first_step`."""
+        TrainConfig) says; the training stream starts at step `first_step` and holds the rows
+        of each global batch that `worker` (index, count) reads."""
         from kerasgen.text.data import text_datasets
 
         return text_datasets(tokenizer.encode(self.train_text), tokenizer.encode(self.validation_text),
                              train.seq_len, train.batch_size, train.seed, train.validation_steps,
-                             first_step, tokenizer.size)
+                             first_step, tokenizer.size, worker)
 
     def chars_per_token(self, tokenizer):
         sample = self.validation_text[:100_000]
@@ -364,8 +361,7 @@ class PreparedCorpus:
         return tokenizer.model_config() == self.tokenizer.model_config()
 
     def datasets(self, tokenizer, train, first_step=0, worker=(0, 1)):
-        """As TextCorpus', and with `worker` (index, count) the training stream of that
-        worker's rows of each global batch only (see `per_worker`)."""
+        """As TextCorpus', read from the token files."""
         from kerasgen.text.data import text_datasets
 
         if not self.fits(tokenizer):

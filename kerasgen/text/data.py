@@ -103,9 +103,9 @@ def text_datasets(train_ids, val_ids, seq_len, batch_size, seed, validation_step
     Training windows start at random offsets (as in nanoGPT), drawn for each
     step from (seed, step) alone: the stream is infinite, `steps_per_epoch`
     sets an epoch, and a resumed run continues it exactly from `first_step`;
-    an array and a token file of the same ids give the same batches. With
-    token files, `worker` (index, count) reads only that worker's rows of each
-    (global) batch: its part of what one worker would read.
+    an array and a token file of the same ids give the same batches. `worker`
+    (index, count) reads only that worker's rows of each (global) batch: its
+    part of what one worker would read.
     Validation is the non-overlapping windows of the validation split that
     `validation_windows` picks, cached, in batches of `validation_batch` windows.
     """
@@ -116,16 +116,14 @@ def text_datasets(train_ids, val_ids, seq_len, batch_size, seed, validation_step
                         f"part each need at least {seq_len + 1}")
     span = tf.range(seq_len + 1, dtype=tf.int64)
     max_start = len(train_ids) - seq_len
+    index, workers = worker
+    if batch_size % workers:
+        raise DataError(f"--batch_size={batch_size} (the global batch) must divide evenly "
+                        f"among the {workers} workers")
+    rows = batch_size // workers
     if isinstance(train_ids, TokenFile):
-        index, workers = worker
-        if batch_size % workers:
-            raise DataError(f"--batch_size={batch_size} (the global batch) must divide evenly "
-                            f"among the {workers} workers")
-        rows = batch_size // workers
-
         def gather(starts):
-            mine = starts[index * rows:(index + 1) * rows]
-            chunk = tf.numpy_function(lambda s: train_ids.windows(s, seq_len + 1), [mine],
+            chunk = tf.numpy_function(lambda s: train_ids.windows(s, seq_len + 1), [starts],
                                       tf.int32, stateful=False)
             return tf.ensure_shape(chunk, [rows, seq_len + 1])
     else:
@@ -137,7 +135,7 @@ def text_datasets(train_ids, val_ids, seq_len, batch_size, seed, validation_step
     def windows(step):
         starts = tf.random.stateless_uniform([batch_size], tf.stack([tf.cast(seed, tf.int64), step]),
                                              maxval=max_start, dtype=tf.int64)
-        chunk = gather(starts)  # (B, T+1)
+        chunk = gather(starts[index * rows:(index + 1) * rows])  # this worker's rows, (B/N, T+1)
         return chunk[:, :-1], chunk[:, 1:]
 
     train = (tf.data.Dataset.counter(first_step).map(windows, num_parallel_calls=tf.data.AUTOTUNE)

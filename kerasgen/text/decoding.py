@@ -209,8 +209,9 @@ def decode_loop(model, jit_compile=True, filtered=None):
     prompt token while its prompt lasts, a sampled one after. It returns
     (tokens, position, state) to continue from; start=0 with position 0 and
     `decoder_state(model, B)` begins. A row whose new text contains a stop
-    string records the step (`state[2]`), and the loop ends once every row has. Step t's random draw depends only on
-    (seed, t), so one call or many give the same text. A model with a bounded
+    string records the step (`state[2]`), and the loop ends once every row
+    has. Step t's random draw depends only on (seed, t), so one call or many
+    give the same text. A model with a bounded
     context re-reads its last half window when the cache is full. Every input
     has a fixed signature, so it is traced once.
 
@@ -282,16 +283,18 @@ def decode_loop(model, jit_compile=True, filtered=None):
             tokens = tf.tensor_scatter_nd_update(tokens, column, nxt)
             return (t + 1, position + 1, tokens, state, tail, stopped_at, *seen)
 
-        def running(t, until, stopped_at, seen):
-            """Until `until`, or (in the loop that checks stop strings) every row has stopped."""
-            if not seen:
-                return t < until
-            return (t < until) & tf.reduce_any(stopped_at == NOT_STOPPED)
+        def running(until):
+            """The loops' condition: until `until`, or (in the loop that checks stop strings)
+            until every row has stopped."""
+            def condition(t, position, tokens, state, tail, stopped_at, *seen):
+                if not seen:
+                    return t < until
+                return (t < until) & tf.reduce_any(stopped_at == NOT_STOPPED)
 
-        def steps(until, t, position, tokens, state, tail, stopped_at, *seen):
-            return tf.while_loop(lambda t, _, __, ___, ____, stopped_at, *seen:
-                                 running(t, until, stopped_at, seen),
-                                 step, (t, position, tokens, state, tail, stopped_at, *seen))
+            return condition
+
+        def steps(until, *carried):
+            return tf.while_loop(running(until), step, carried)
 
         def window(t, position, tokens, state, *rest):
             """Re-reads the last half window if the cache is full, then steps until it is full
@@ -316,9 +319,7 @@ def decode_loop(model, jit_compile=True, filtered=None):
             if context is None:
                 carried = steps(stop - 1, *carried)
             else:
-                carried = tf.while_loop(
-                    lambda t, _, __, ___, ____, stopped_at, *seen: running(t, stop - 1, stopped_at, seen),
-                    window, carried)
+                carried = tf.while_loop(running(stop - 1), window, carried)
             return carried[2], carried[1], carried[3:6]  # tokens, position, decoder state
 
         # Each op costs TF Serving's executor a kernel launch a token, so a request that

@@ -543,9 +543,6 @@ class TokenFile:
         if self._fd is not None:
             os.close(self._fd)
 
-    def __getstate__(self):  # a copy opens its own descriptor
-        return {**self.__dict__, "_fd": None}
-
 
 def open_prepared(directory):
     """(manifest, tokenizer, {part: TokenFile}) of a prepared corpus."""
