@@ -217,7 +217,7 @@ class ServingClient:
             else:
                 inputs[key] = np.full(len(prompts), value,
                                       np.float32 if isinstance(value, float) else np.int32)
-        deadline = self._deadline(settings.max_new_tokens * len(prompts))
+        deadline = self._deadline(settings.max_new_tokens * len(prompts) * settings.width())
         outputs = self.predict(inputs, "generate", columnar, deadline)
         if "text" not in outputs:
             raise ServingError(f"{self.model}: malformed generate reply (no 'text')")

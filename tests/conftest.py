@@ -6,13 +6,16 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 import kerasgen.zoo  # noqa: F401  registers the models
 from kerasgen import registry
 from kerasgen.config import model_defaults
 from kerasgen.image import FAMILY as IMAGE
 from kerasgen.text import FAMILY as TEXT
+from kerasgen.text.tokenizer import UNKNOWN_ID
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, "tests")
@@ -51,6 +54,31 @@ def tiny_flags(name):
     return [f"--model={name}", *TINY_TRAIN] + [
         f"--{k}={v}" for k, v in registry.get(name).tiny.items()
         if k not in ("vocab_size", "vocabulary", "num_classes")]  # the data's own
+
+
+def keras_hub_search(model, sampler, prompts, new):
+    """KerasHub's sampler (ContrastiveSampler, BeamSampler) driven by the model's own
+    `hidden_step`: its `next(prompt, cache, index)` reads token index-1, so the cache it is
+    handed is the model's state before that token; the unknown id is never generated."""
+    ids = np.array([model.text_tokenizer.encode(p) for p in prompts], np.int32)
+    batch, index = ids.shape
+    prompt = np.concatenate([ids, np.zeros((batch, new), np.int32)], axis=1)
+    state, hidden = model.initial_state(batch), []
+    for position in range(index):
+        _, h, after = model.hidden_step(prompt[:, position], state, position)
+        hidden.append(h)
+        state = after if position < index - 1 else state
+    hidden = np.concatenate([np.stack(hidden, axis=1), np.zeros((batch, new, hidden[0].shape[-1]))],
+                            axis=1).astype(np.float32)
+    never = tf.one_hot(UNKNOWN_ID, model.vocab_size, on_value=True, off_value=False)[None]
+
+    def next_token_logits(prompt, cache, index):
+        logits, h, cache = model.hidden_step(prompt[:, index - 1], cache, index - 1)
+        return tf.where(never, tf.float32.min, logits), h, cache
+
+    out = sampler(next_token_logits, tf.constant(prompt), cache=state, index=index,
+                  hidden_states=tf.constant(hidden))
+    return np.asarray(out)[:, index:]
 
 
 def export_args(**changes):

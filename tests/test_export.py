@@ -159,7 +159,8 @@ def check_image(model, served, path):
 REQUESTS = {
     "text": {"generate": {"prompt": ["ab", "h"], "max_new_tokens": [12], "temperature": [1.0],
                           "top_k": [0], "top_p": [0.9], "min_p": [0.02], "typical_p": [0.95],
-                          "repetition_penalty": [1.2], "seed": [7], "stop": [["e.", "hh"]]},
+                          "repetition_penalty": [1.2], "seed": [7], "stop": [["e.", "hh"]],
+                          "penalty_alpha": [0.0], "num_beams": [1], "length_penalty": [1.0]},
              "serving_default": {"prompt": ["abc"]},
              "logits": {"token_ids": [[1, 2, 3], [4, 5, 6]]}},
 }
@@ -273,7 +274,8 @@ def test_xla_export_generates_the_same_text(tmp_path):
         prompt=tf.constant(["ab"]), max_new_tokens=tf.constant([30]),
         temperature=tf.constant([1.0]), top_k=tf.constant([4]), top_p=tf.constant([1.0]),
         min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]),
-        repetition_penalty=tf.constant([1.0]), seed=tf.constant([2]), stop=tf.constant([[]], tf.string))
+        repetition_penalty=tf.constant([1.0]), seed=tf.constant([2]), stop=tf.constant([[]], tf.string),
+        penalty_alpha=tf.constant([0.0]), num_beams=tf.constant([1]), length_penalty=tf.constant([1.0]))
     expected = generate(model, ["ab"], Sampling(30, temperature=1.0, top_k=4, seed=2))
     assert [t.decode() for t in out["text"].numpy()] == expected
 
@@ -285,7 +287,8 @@ def served_kernels(path, new_tokens, **controls):
         signature = loaded.signature_def["generate"]
         inputs = {**dict(prompt=[b"a"], max_new_tokens=[new_tokens], temperature=[1.0], top_k=[0],
                          top_p=[1.0], min_p=[0.0], typical_p=[1.0], repetition_penalty=[1.0],
-                         seed=[0], stop=np.zeros((1, 0), object)), **controls}
+                         seed=[0], stop=np.zeros((1, 0), object), penalty_alpha=[0.0],
+                         num_beams=[1], length_penalty=[1.0]), **controls}
         trace = tf.compat.v1.RunMetadata()
         session.run(signature.outputs["text"].name,
                     {signature.inputs[k].name: v for k, v in inputs.items()},
@@ -317,6 +320,20 @@ def test_the_served_loop_costs_the_same_each_token_and_less_with_the_controls_of
     assert plain < kernels_per_token(served_transformer, repetition_penalty=[1.2])
 
 
+def test_served_searches_write_the_text_of_the_searches_in_process(served_transformer):
+    from kerasgen.serving_client import signature_defaults
+
+    model = tiny_model("transformer", seq_len=32)  # the served one: the same seed
+    generate_signature = tf.saved_model.load(served_transformer).signatures["generate"]
+    for fields in (dict(penalty_alpha=0.6, top_k=4, stop=("d",)),
+                   dict(num_beams=3, length_penalty=0.5, stop=("dd", "."))):
+        request = {**signature_defaults(served_transformer)["generate"], "prompt": ["ab", "h"],
+                   "max_new_tokens": [20], **{k: [v] for k, v in fields.items()}}
+        out = generate_signature(**{k: tf.constant(v) for k, v in request.items()})
+        expected = generate(model, ["ab", "h"], Sampling(20, **fields))
+        assert [t.decode() for t in out["text"].numpy()] == expected
+
+
 def test_the_served_step_runs_plain_matmuls_and_no_batched_one(served_transformer):
     """Grappler fuses a Dense layer's matmul and bias into one oneDNN kernel that takes twice
     as long as a plain matmul at one row (TF Serving: 0.76 against 0.64 ms a token), and
@@ -344,6 +361,8 @@ def test_client_generates_through_the_stand_in_like_in_process(served_text, prot
     assert texts == generate(model, ["the ", "a"], Sampling(10, top_p=0.9, seed=3))
     cut = client.generate(["the ", "a"], columnar=columnar, max_new_tokens=10, seed=3, stop=["e", "."])
     assert cut == generate(model, ["the ", "a"], Sampling(10, seed=3, stop=("e", ".")))
+    beams = client.generate(["the ", "a"], columnar=columnar, max_new_tokens=10, num_beams=2, stop=["e"])
+    assert beams == generate(model, ["the ", "a"], Sampling(10, num_beams=2, stop=("e",)))
     assert {"serving_default", "generate", "logits"} <= set(client.metadata())
 
 

@@ -30,6 +30,20 @@ def test_generate_several_samples_with_every_control(text_run, capsys):
     assert all(f"--- sample {i} ---" in out for i in (1, 2, 3))
 
 
+@pytest.mark.parametrize("flags", [["--num_beams", "3"], ["--penalty_alpha", "0.6", "--top_k", "4"]])
+def test_generate_searches_print_the_prompt_and_the_text_the_search_returns(text_run, capsys, flags):
+    from kerasgen.text.decoding import generate as continue_prompts
+    from kerasgen.text.sampling import Sampling
+
+    assert generate.main(["--run", text_run, "--prompt", "the ", "--max_new_tokens", "30",
+                          "--stop", "e ", *flags]) == 0
+    fields = dict(zip([f.lstrip("-") for f in flags[::2]], map(float, flags[1::2])))
+    sampling = Sampling(30, stop=("e ",), **{k: int(v) if k != "penalty_alpha" else v
+                                              for k, v in fields.items()})
+    expected = continue_prompts(RunDir(text_run).load_model(), ["the "], sampling, jit_compile=False)
+    assert capsys.readouterr().out == f"the {expected[0]}\n"
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--prompt", "snow ☃ and ☂"], "outside the model's vocabulary: '☃☂'"),
     (["--temperature", "-1"], "temperature must be ≥ 0"),
@@ -45,6 +59,11 @@ def test_generate_several_samples_with_every_control(text_run, capsys):
     (["--max_new_tokens", "1000000000"], "max_new_tokens must be in 1..100,000"),
     (["--seed", "99999999999"], "seed must be in 0..2^31-1"),
     (["--num_samples", "0"], "--num_samples must be ≥ 1"),
+    (["--num_beams", "0"], "num_beams must be in 1..64"),
+    (["--penalty_alpha", "0.6", "--top_k", "1"], "top_k must be in 2..64 for contrastive search"),
+    (["--penalty_alpha", "2", "--top_k", "4"], "penalty_alpha must be in [0, 1]"),
+    (["--num_beams", "2", "--penalty_alpha", "0.6", "--top_k", "4"], "two searches: choose one"),
+    (["--num_beams", "2", "--top_p", "0.9"], "top_p narrows sampling and does not combine with num_beams"),
     (["--temperature", "hot"], "invalid float value"),
     (["--checkpoint", "middle"], "invalid choice"),
 ])

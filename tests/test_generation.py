@@ -3,17 +3,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TEXT_MODELS, tiny_model
+from conftest import TEXT_MODELS, keras_hub_search, tiny_model
 from kerasgen import registry
 from kerasgen.config import model_defaults
 from kerasgen.errors import ConfigError
 from kerasgen.text.tokenizer import UNKNOWN_ID, CharVocab
-from kerasgen.text.decoding import (BUCKET, banned_by_ngrams, compiled_decoder, decode_loop,
-                                    decoder_state,
+from kerasgen.text.decoding import (BUCKET, banned_by_ngrams, compiled_decoder,
+                                    compiled_search, decode_loop, decoder_state,
                                     encode_prompts, filter_min_p, filter_top_k, filter_top_p,
                                     filter_typical, generate,
                                     generate_ids, generate_uncached, gumbel_noise,
-                                    penalize_repetition, row_keys, sampling_tensors)
+                                    penalize_repetition, row_keys, sampling_tensors,
+                                    search_tensors)
 from kerasgen.family import spread
 from kerasgen.text.metrics import distinct_n, repetition_rate, self_bleu, text_stability
 from kerasgen.text.sampling import Sampling
@@ -103,7 +104,13 @@ def test_no_repeat_ngram_bans_exactly_the_completing_tokens():
                                     dict(stop=("x",) * 9), dict(stop=("é" * 17,)),
                                     dict(repetition_penalty=0), dict(no_repeat_ngram=-2),
                                     dict(max_new_tokens=0), dict(max_new_tokens=10 ** 9),
-                                    dict(seed=2 ** 40)])
+                                    dict(seed=2 ** 40), dict(num_beams=0), dict(num_beams=65),
+                                    dict(penalty_alpha=2.0), dict(penalty_alpha=0.6, top_k=1),
+                                    dict(penalty_alpha=0.6), dict(penalty_alpha=0.6, top_k=4,
+                                                                  num_beams=2),
+                                    dict(num_beams=2, top_p=0.9), dict(num_beams=2, min_p=0.1),
+                                    dict(penalty_alpha=0.5, top_k=4, repetition_penalty=1.2),
+                                    dict(num_beams=3, length_penalty=float("inf"))])
 def test_bad_sampling_values_are_config_errors(kwargs):
     with pytest.raises(ConfigError):
         Sampling(**kwargs)
@@ -373,3 +380,62 @@ def test_the_decoding_bench_scores_each_new_token_with_the_context_before_it(nam
         log_probs = tf.nn.log_softmax(model(ids[None, :position], training=False)[0, -1]).numpy()
         losses.append(-log_probs[ids[position]])
     assert own_perplexity(model, [prompt], [new]) == pytest.approx(np.exp(np.mean(losses)), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", TEXT_MODELS)
+def test_contrastive_and_beam_search_choose_what_keras_hubs_samplers_choose(name):
+    """Token for token, for a batch of two prompts, within one context (KerasHub's samplers
+    never refill one). Seed 3: a tiny model whose beams differ from greedy decoding."""
+    keras_hub = pytest.importorskip("keras_hub")
+    longer = {"seq_len": 32} if "seq_len" in model_defaults(registry.get(name)) else {}
+    model = tiny_model(name, seed=3, **longer)
+    prompts, new = ["ab", "hc"], 20
+    for sampler, sampling in [
+            (keras_hub.samplers.ContrastiveSampler(k=4, alpha=0.6),
+             Sampling(new, penalty_alpha=0.6, top_k=4)),
+            (keras_hub.samplers.BeamSampler(num_beams=4), Sampling(new, num_beams=4))]:
+        ours = np.concatenate(list(generate_ids(model, prompts, sampling, jit_compile=False)), 1)
+        np.testing.assert_array_equal(ours, keras_hub_search(model, sampler, prompts, new))
+    greedy = np.concatenate(list(generate_ids(model, prompts, Sampling(new, temperature=0))), 1)
+    assert (greedy != ours).any()
+
+
+@pytest.mark.parametrize("method", ["contrastive", "beam"])
+def test_a_search_without_its_penalty_or_beams_is_greedy_decoding_also_past_the_context(
+        model, method):
+    """Contrastive search at α = 0 and beam search with one beam choose the likeliest token;
+    past a bounded context both refill it as the sampling loop does, a token ahead or not."""
+    count = 3 * (model.context_length or 8)
+    greedy = np.concatenate(list(generate_ids(model, ["abc", "h"], Sampling(count, temperature=0))), 1)
+    tokens, lengths, stop = encode_prompts(model.text_tokenizer, ["abc", "h"], count)
+    search = compiled_search(model, jit_compile=False, method=method)
+    tokens, _ = search(tokens, lengths, stop, *search_tensors(Sampling(count, top_k=4)))
+    columns = lengths[:, None] + np.arange(count)[None, :]
+    np.testing.assert_array_equal(np.take_along_axis(tokens.numpy(), columns, axis=1), greedy)
+
+
+@pytest.mark.parametrize("fields", [dict(penalty_alpha=0.6, top_k=3), dict(num_beams=3)])
+def test_a_search_gives_each_prompt_what_it_gives_it_alone_and_xla_changes_nothing(model, fields):
+    """Prompts of other lengths in one batch: each row's prompt is read before its search starts."""
+    sampling = Sampling(12, **fields)
+    together = generate(model, ["abc", "h"], sampling, jit_compile=False)
+    assert together == [generate(model, [p], sampling, jit_compile=False)[0] for p in ("abc", "h")]
+    assert together == generate(model, ["abc", "h"], sampling, jit_compile=True)
+
+
+@pytest.mark.parametrize("fields", [dict(penalty_alpha=0.6, top_k=4), dict(num_beams=3)])
+def test_a_search_ends_before_a_stop_string_spanning_tokens(model, fields):
+    """Contrastive search never revises a token: its text is the unstopped text cut at the stop
+    string. A beam that meets one keeps it; with a negative length penalty a finished beam
+    outranks every longer one, so the returned text ends before a stop string."""
+    unstopped = generate(model, ["ab"], Sampling(40, **fields), jit_compile=False)[0]
+    stop = unstopped[6:8]
+    stopped_fields = dict(fields, length_penalty=-20.0) if "num_beams" in fields else fields
+    sampling = Sampling(40, stop=(stop,), **stopped_fields)
+    ids = np.concatenate(list(generate_ids(model, ["ab"], sampling, jit_compile=False)), 1)[0]
+    text = sampling.cut(model.text_tokenizer.decode(ids))
+    if "num_beams" in fields:
+        assert len(text) < 38 and (ids[len(text) + 2:] == 0).all()
+    else:
+        assert text == unstopped[:unstopped.find(stop)]
+        assert (ids[len(text) + 2:] == 0).all()  # after the stopping token: none

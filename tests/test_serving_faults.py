@@ -24,7 +24,8 @@ def served(tmp_path_factory):
 
 
 GOOD = dict(prompt=["ab"], max_new_tokens=[8], temperature=[0.8], top_k=[0], top_p=[1.0],
-            min_p=[0.0], typical_p=[1.0], repetition_penalty=[1.0], seed=[1], stop=[["\n\n"]])
+            min_p=[0.0], typical_p=[1.0], repetition_penalty=[1.0], seed=[1], stop=[["\n\n"]],
+            penalty_alpha=[0.0], num_beams=[1], length_penalty=[1.0])
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -50,6 +51,15 @@ GOOD = dict(prompt=["ab"], max_new_tokens=[8], temperature=[0.8], top_k=[0], top
     (dict(stop=[["."] * 9]), "stop takes at most 8 strings"),
     (dict(stop=[["é" * 17]]), "stop strings are limited to 32 UTF-8 bytes"),
     (dict(seed=[]), "seed must hold at least one row"),
+    (dict(num_beams=[0]), "num_beams must be ≥ 1"),
+    (dict(prompt=["ab"] * 2, num_beams=[3]), "prompts × num_beams (or × top_k, in contrastive "
+                                             "search) are limited to 4"),
+    (dict(penalty_alpha=[0.6], top_k=[5]), "are limited to 4"),
+    (dict(penalty_alpha=[0.6], top_k=[1]), "top_k must be ≥ 2 for contrastive search"),
+    (dict(penalty_alpha=[1.5], top_k=[2]), "penalty_alpha must be in [0, 1]"),
+    (dict(penalty_alpha=[0.6], top_k=[2], num_beams=[2]), "two searches: choose one"),
+    (dict(num_beams=[2], top_p=[0.9]), "top_p narrows sampling"),
+    (dict(length_penalty=[float("inf")]), "length_penalty must be finite"),
 ])
 def test_a_hostile_generate_request_is_invalid_argument_at_once(served, changes, message):
     strings = ("prompt", "stop")
@@ -84,7 +94,8 @@ def test_the_largest_allowed_request_has_bounded_time_and_memory(tmp_path):
         "                temperature=tf.constant([0.8]), top_k=tf.constant([0]), top_p=tf.constant([1.0]),\n"
         "                min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]),\n"
         "                repetition_penalty=tf.constant([1.0]), seed=tf.constant([1]),\n"
-        "                stop=tf.constant([[]], tf.string))\n"
+        "                stop=tf.constant([[]], tf.string), penalty_alpha=tf.constant([0.0]),\n"
+        "                num_beams=tf.constant([1]), length_penalty=tf.constant([1.0]))\n"
         "    args.update(kw)\n"
         "    return g(**args)\n"
         "call(8)\n"

@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TEXT_MODELS, TINY_TRAIN, error_lines, export, run_python, tiny_model
+from conftest import (TEXT_MODELS, TINY_TRAIN, error_lines, export, keras_hub_search, run_python,
+                      tiny_model)
 from standin_server import StandIn
-from kerasgen import client, evaluate, generate as generate_cli, train
+from kerasgen import client, evaluate, generate as generate_cli, registry, train
+from kerasgen.config import model_defaults
 from kerasgen.export import tflite
 from kerasgen.rundir import RunDir
 from kerasgen.text.callbacks import STABILITY_SAMPLES
 from kerasgen.text.data import load_text
-from kerasgen.text.decoding import generate
+from kerasgen.text.decoding import generate, generate_ids
 from kerasgen.text.model import BitsPerByte
 from kerasgen.text.sampling import Sampling
 from kerasgen.text.serving import tflite_generate
@@ -106,7 +108,8 @@ def test_a_bpe_model_serves_and_runs_on_litert_like_in_process(name, bpe, tmp_pa
                  temperature=tf.constant([0.0]), top_k=tf.constant([0]), top_p=tf.constant([1.0]),
                  min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]),
                  repetition_penalty=tf.constant([1.0]), seed=tf.constant([0]),
-                 stop=tf.constant([[]], tf.string))
+                 stop=tf.constant([[]], tf.string), penalty_alpha=tf.constant([0.0]),
+                 num_beams=tf.constant([1]), length_penalty=tf.constant([1.0]))
     assert [t.decode() for t in out["text"].numpy()] == expected
     runner = tflite.interpreter(tflite.convert(model))
     expected = generate(model, ["北"], Sampling(3, temperature=0))[0]  # within the tiny context
@@ -171,7 +174,8 @@ def test_a_chinese_bpe_export_serves_chinese_prompts_without_kerasgen(chinese_ru
             "temperature=tf.constant([0.0]), top_k=tf.constant([0]), top_p=tf.constant([1.0]), "
             "min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]), "
             "repetition_penalty=tf.constant([1.0]), seed=tf.constant([0]), "
-            "stop=tf.constant([[]], tf.string))\n"
+            "stop=tf.constant([[]], tf.string), penalty_alpha=tf.constant([0.0]), "
+            "num_beams=tf.constant([1]), length_penalty=tf.constant([1.0]))\n"
             "assert 'kerasgen' not in sys.modules\n"
             "print(json.dumps([t.decode() for t in out['text'].numpy()], ensure_ascii=False))\n")
     result = run_python(["-c", code, path])
@@ -204,8 +208,6 @@ def test_fine_tuning_reuses_the_tokenizer_and_never_fails_on_new_characters(chin
 
 
 def test_a_stop_string_across_two_bpe_tokens_cuts_the_cli_and_the_served_text_alike(bpe, tmp_path):
-    from kerasgen.text.decoding import generate_ids
-
     model = tiny_model("gru", vocabulary=None, tokenizer=bpe.spec, vocab_size=bpe.size)
     sampling = Sampling(24, temperature=1.0, seed=5)
     ids = np.concatenate(list(generate_ids(model, ["the "], sampling)), axis=1)[0]
@@ -222,5 +224,28 @@ def test_a_stop_string_across_two_bpe_tokens_cuts_the_cli_and_the_served_text_al
                  temperature=tf.constant([1.0]), top_k=tf.constant([0]), top_p=tf.constant([1.0]),
                  min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]),
                  repetition_penalty=tf.constant([1.0]), seed=tf.constant([5]),
-                 stop=tf.constant([[stop]]))
+                 stop=tf.constant([[stop]]), penalty_alpha=tf.constant([0.0]),
+                 num_beams=tf.constant([1]), length_penalty=tf.constant([1.0]))
     assert out["text"].numpy()[0].decode() == expected
+
+
+@pytest.mark.parametrize("name", TEXT_MODELS)
+def test_searches_over_bpe_tokens_choose_what_keras_hub_chooses_and_stop_between_tokens(name, bpe):
+    keras_hub = pytest.importorskip("keras_hub")
+    longer = {"seq_len": 32} if "seq_len" in model_defaults(registry.get(name)) else {}  # no refill
+    model = tiny_model(name, seed=3, vocabulary=None, tokenizer=bpe.spec, vocab_size=bpe.size, **longer)
+    new = 16
+    contrastive = Sampling(new, penalty_alpha=0.6, top_k=4)
+    for sampler, sampling in [(keras_hub.samplers.ContrastiveSampler(k=4, alpha=0.6), contrastive),
+                              (keras_hub.samplers.BeamSampler(num_beams=3), Sampling(new, num_beams=3))]:
+        ours = np.concatenate(list(generate_ids(model, ["北京是"], sampling, jit_compile=False)), 1)
+        np.testing.assert_array_equal(ours, keras_hub_search(model, sampler, ["北京是"], new))
+    ids = np.concatenate(list(generate_ids(model, ["北京是"], contrastive, jit_compile=False)), 1)[0]
+    pieces = [bpe.decode([i]) for i in ids]
+    at = next(i for i in range(len(pieces) - 1) if pieces[i].isprintable() and pieces[i + 1].isprintable()
+              and pieces[i] and pieces[i + 1] and "\ufffd" not in pieces[i] + pieces[i + 1])
+    stop = pieces[at][-1] + pieces[at + 1][0]  # the end of one token and the start of the next
+    whole = bpe.decode(ids)
+    stopped = generate(model, ["北京是"], Sampling(new, penalty_alpha=0.6, top_k=4, stop=(stop,)),
+                       jit_compile=False)
+    assert stopped == [whole[:whole.find(stop)]]

@@ -43,12 +43,12 @@ class LSTMGenerator(CausalLM):
         return tuple((ops.zeros((batch_size, self.units)), ops.zeros((batch_size, self.units)))
                      for _ in self.lstms)
 
-    def step(self, token_ids, state, position):
+    def hidden_step(self, token_ids, state, position):
         x, new_state = self.embedding(token_ids), []  # (B, E)
         for lstm, (h, c) in zip(self.lstms, state):
             x, (h, c) = lstm.cell(x, [h, c])  # (B, units)
             new_state.append((h, c))
-        return self.head(x), tuple(new_state)
+        return self.head(x), x, tuple(new_state)
 
     def prefill(self, token_ids):
         x, state = self.embedding(token_ids), []

@@ -43,13 +43,13 @@ class GRUGenerator(CausalLM):
     def initial_state(self, batch_size):
         return tuple(ops.zeros((batch_size, self.units), self.compute_dtype) for _ in self.grus)
 
-    def step(self, token_ids, state, position):
+    def hidden_step(self, token_ids, state, position):
         x = self.embedding(token_ids)  # (B, E)
         new_state = []
         for gru, h in zip(self.grus, state):
             x, h = gru.cell(x, h)  # (B, units)
             new_state.append(h)
-        return self.head(x), tuple(new_state)
+        return self.head(x), x, tuple(new_state)
 
     def prefill(self, token_ids):
         """The state after reading `token_ids` (B, T) in one pass."""

@@ -188,8 +188,9 @@ class TransformerGenerator(CausalLM):
                                                                  dtype="float32")  # when mixed
 
     def _forward(self, token_ids, start=0, state=None, training=False):
-        """Logits (B·T, V) of token_ids (B, T) at positions start.., and each block's keys and
-        values: its own (no `state`) or the cache `state` with these positions written."""
+        """Logits (B·T, V) of token_ids (B, T) at positions start.., each block's keys and
+        values (its own without `state`, else the cache `state` with these positions written),
+        and the last hidden state (B·T, C): the final LayerNorm's output, GPT-2's."""
         length = ops.shape(token_ids)[1]
         x = self.token_embedding(token_ids) + self.position_embedding(start + ops.arange(length))
         x = self.drop(x, training=training)  # (B, T, C)
@@ -204,10 +205,10 @@ class TransformerGenerator(CausalLM):
             logits = ops.matmul(rows, ops.transpose(ops.cast(self.token_embedding.embeddings, rows.dtype)))
         else:
             logits = self.head(rows)
-        return ops.cast(logits, "float32"), tuple(kv)
+        return ops.cast(logits, "float32"), tuple(kv), rows
 
     def call(self, token_ids, training=False):
-        logits, _ = self._forward(token_ids, training=training)
+        logits, _, _ = self._forward(token_ids, training=training)
         return ops.reshape(logits, (-1, ops.shape(token_ids)[1], self.vocab_size))  # (B, T, V)
 
     def initial_state(self, batch_size):
@@ -215,8 +216,9 @@ class TransformerGenerator(CausalLM):
         return tuple((ops.zeros(shape, self.compute_dtype), ops.zeros(shape, self.compute_dtype))
                      for _ in self.blocks)
 
-    def step(self, token_ids, state, position):
-        return self._forward(token_ids[:, None], position, state)  # (B, V), the new cache
+    def hidden_step(self, token_ids, state, position):
+        logits, cache, hidden = self._forward(token_ids[:, None], position, state)
+        return logits, hidden, cache  # (B, V), (B, C), the new cache
 
     def prefill(self, token_ids):
         """The cache after reading `token_ids` (B, T ≤ seq_len) from position 0."""

@@ -16,7 +16,15 @@ METHODS = {
     "typical 0.9": dict(temperature=1.0, typical_p=0.9),
     "T=0.8, repetition penalty 1.2": dict(temperature=0.8, repetition_penalty=1.2),
     "T=0.8, no repeated 8-gram": dict(temperature=0.8, no_repeat_ngram=8),
+    "contrastive (α=0.6, k=4)": dict(penalty_alpha=0.6, top_k=4),
+    "beam search (4 beams)": dict(num_beams=4),
 }
+# The searches' speed goals, each against what costs the same rows of model work:
+# (name, its Sampling fields, batch) against (name, fields, batch), and the goal's ratio.
+SPEED_GOALS = [
+    (("contrastive k=4", dict(penalty_alpha=0.6, top_k=4), 1), ("greedy", dict(temperature=0.0), 1), 0.4),
+    (("beam search, 4 beams", dict(num_beams=4), 1), ("sampling, batch 4", dict(temperature=0.8), 4), 0.5),
+]
 
 
 def add_arguments(p):
@@ -59,6 +67,31 @@ def own_perplexity(model, prompt_ids, new_ids):
                 losses.append(-log_probs[position - 1 - start, ids[position]])
             first = last
     return float(math.exp(np.mean(losses)))
+
+
+def search_speed(model, prompt, max_new_tokens):
+    """Each search's tokens/s of one text beside its goal's reference (tokens/s of each text of
+    a batch), warm, plain graph, measured side by side; returns rows for the JSON."""
+    import numpy as np
+
+    from kerasgen.bench.common import tokens_per_second
+    from kerasgen.text.decoding import COLD_XLA, generate_ids
+    from kerasgen.text.sampling import Sampling
+
+    def rate(fields, batch):
+        sampling = Sampling(max_new_tokens=max_new_tokens, **fields)
+        return tokens_per_second(lambda: np.concatenate(list(generate_ids(
+            model, [prompt] * batch, sampling, jit_compile=COLD_XLA)), axis=1), max_new_tokens,
+            repeats=5)
+
+    rows = []
+    for (name, fields, batch), (base, base_fields, base_batch), goal in SPEED_GOALS:
+        ours, reference = rate(fields, batch), rate(base_fields, base_batch)
+        rows.append({"method": name, "tokens_per_s": ours, "against": base,
+                     "against_tokens_per_s": reference, "ratio": ours / reference, "goal": goal})
+        print(f"{name}: {ours:.0f} tokens/s of its text, {base}: {reference:.0f} tokens/s of each "
+              f"text: {ours / reference:.2f}× (goal ≥ {goal}×)", flush=True)
+    return rows
 
 
 def run(args, overrides):
@@ -111,5 +144,7 @@ def run(args, overrides):
           "distinct-n: distinct word n-grams over all (diversity: high); self-BLEU: samples alike "
           "(high); char rep 8: repeated character 8-grams; own ppl: the model's perplexity of its "
           "own text (very low: a loop; high: incoherent); tokens/s: a batch of all prompts, warm, "
-          "plain graph, as the generate command runs")
-    return rows
+          "plain graph, as the generate command runs; the searches are deterministic (no spread "
+          "over seeds)\n")
+    speed = search_speed(model, prompts[0], args.max_new_tokens)
+    return {"methods": rows, "search_speed": speed}

@@ -27,6 +27,8 @@ def run(args, overrides):
                   temperature=tf.constant([sampling.temperature]), top_k=tf.constant([0]),
                   top_p=tf.constant([1.0]), min_p=tf.constant([0.0]), typical_p=tf.constant([1.0]),
                   repetition_penalty=tf.constant([1.0]), stop=tf.constant([[]], tf.string),
+                  penalty_alpha=tf.constant([0.0]), num_beams=tf.constant([1]),
+                  length_penalty=tf.constant([1.0]),
                   seed=tf.constant([0]))
     keras_rate = common.tokens_per_second(lambda: generate(model, ["\n"], sampling), n)
     served_rates = {}

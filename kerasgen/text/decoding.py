@@ -30,6 +30,13 @@ def stop_tensors(stops):
     return table, lengths
 
 
+def search_tensors(sampling):
+    """The search loop's control inputs (top_k … length_penalty, the stop strings)."""
+    return (np.int32(sampling.top_k), np.float32(sampling.penalty_alpha),
+            np.int32(sampling.num_beams), np.float32(sampling.length_penalty),
+            *stop_tensors(sampling.stop))
+
+
 def sampling_tensors(sampling):
     """The loop's control inputs (temperature … seed, the stop strings) from a Sampling."""
     return (np.float32(sampling.temperature), np.int32(sampling.top_k), np.float32(sampling.top_p),
@@ -136,12 +143,17 @@ def filter_typical(logits, mass):
     return tf.where(distance > bound[:, None], tf.float32.min, logits)
 
 
+def without_unknown(logits):
+    """The logits (B, V) with the unknown id's made the lowest: it is never generated."""
+    never = tf.one_hot(UNKNOWN_ID, tf.shape(logits)[-1], on_value=True, off_value=False)[None, :]
+    return tf.where(never, tf.float32.min, tf.cast(logits, tf.float32))
+
+
 def sample_next(logits, temperature, noise, top_k=None, top_p=None, min_p=None, typical_p=None):
     """Next ids (B,) from logits (B, V) and Gumbel `noise` (B, V): greedy at temperature 0, else
     a draw from softmax(logits / temperature), restricted by top-k, top-p, min-p and typical-p
     (Hugging Face's order) when they are given."""
-    never = tf.one_hot(UNKNOWN_ID, tf.shape(logits)[-1], on_value=True, off_value=False)[None, :]
-    logits = tf.where(never, tf.float32.min, logits)  # the unknown id is never generated
+    logits = without_unknown(logits)
     greedy = tf.argmax(logits, axis=-1, output_type=tf.int32)
     scaled = logits / tf.maximum(temperature, 1e-6)
     if top_k is not None:  # both filters sort the vocabulary: skip them when they are off
@@ -199,6 +211,72 @@ def seen_before(tokens, start, vocab_size):
     return counts > 0
 
 
+def stop_check(model):
+    """check(t, next_ids, generated, tail, stopped_at, stop_bytes, stop_lengths) → (tail,
+    stopped_at): appends the bytes of each row's newest token (where `generated`) to its tail
+    and records step t + 1 for a row whose tail now holds a stop string for the first time."""
+    byte_table = model.text_tokenizer.byte_table()
+    token_bytes = tf.constant(byte_table)
+    token_lengths = tf.constant((byte_table >= 0).sum(1).astype(np.int32))
+
+    def check(t, next_ids, generated, tail, stopped_at, stop_bytes, stop_lengths):
+        def advance():
+            added = tf.where(generated, tf.gather(token_lengths, next_ids), 0)
+            longer = tf.concat([tail, tf.gather(token_bytes, next_ids)], axis=1)
+            newest = tf.gather(longer, added[:, None] + tf.range(tail.shape[1])[None, :],
+                               batch_dims=1)
+            hit = generated & contains_stop(newest, stop_bytes, stop_lengths)
+            return newest, tf.where(hit & (stopped_at == NOT_STOPPED), t + 1, stopped_at)
+
+        return tf.cond(tf.size(stop_lengths) > 0, advance, lambda: (tail, stopped_at))
+
+    return check
+
+
+def stepped(model, step, stop, carried, until_all_stopped, ahead=0):
+    """Runs `step` ((t, position, tokens, state, tail, stopped_at, *rest) → the same for t + 1)
+    from carried's t until stop - 1, or sooner once every row has stopped when
+    `until_all_stopped`. A model with a bounded context re-reads the last half window of
+    tokens before t + `ahead` (the next token it will be fed) when its cache is full: the steps
+    between refills carry the cache through no branch, which would copy it each step."""
+    context = model.context_length
+
+    def running(until):
+        def condition(t, position, tokens, state, tail, stopped_at, *rest):
+            if not until_all_stopped:
+                return t < until
+            return (t < until) & tf.reduce_any(stopped_at == NOT_STOPPED)
+
+        return condition
+
+    def steps(until, *carried):
+        return tf.while_loop(running(until), step, carried)
+
+    if context is None:
+        return steps(stop - 1, *carried)
+
+    def window(t, position, tokens, state, *rest):
+        keep = context // 2
+        batch = tf.shape(tokens)[0]
+        # Padded so the slice fits the buffer's static width even when the buffer is shorter
+        # than the context (a short request): XLA checks untaken branches too.
+        state, position = tf.cond(
+            position >= context,
+            lambda: (model.prefill(tf.slice(tf.pad(tokens, [[0, 0], [0, keep]]),
+                                            [0, t + ahead - keep], [batch, keep])), keep),
+            lambda: (state, position))
+        until = tf.minimum(stop - 1, t + context - position)
+        return steps(until, t, position, tokens, state, *rest)
+
+    return tf.while_loop(running(stop - 1), window, carried)
+
+
+def write_column(tokens, rows, t, ids):
+    """tokens with column t of `rows` (0..B-1, made once outside the loop) set to ids (B,): one
+    column written per step, so the step's cost does not grow with the buffer."""
+    return tf.tensor_scatter_nd_update(tokens, tf.stack([rows, tf.fill(tf.shape(rows), t)], 1), ids)
+
+
 def decode_loop(model, jit_compile=True, filtered=None):
     """A tf.function that fills a token buffer, resumable so callers can stream.
 
@@ -220,14 +298,11 @@ def decode_loop(model, jit_compile=True, filtered=None):
     False (a caller that knows its controls) traces only that one, half the
     tracing and compiling on the user's clock.
     """
-    context = model.context_length
     vocab_size = model.vocab_size
     state_spec = tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape[1:]], s.dtype),
                                        decoder_state(model, 1))
     scalar = lambda dtype: tf.TensorSpec([], dtype)  # noqa: E731
-    byte_table = model.text_tokenizer.byte_table()
-    token_bytes = tf.constant(byte_table)
-    token_lengths = tf.constant((byte_table >= 0).sum(1).astype(np.int32))
+    check = stop_check(model)
 
     # Without autograph: the loops are written with tf.while_loop and tf.cond, and converting
     # the model's code for nothing doubled the tracing time.
@@ -268,47 +343,10 @@ def decode_loop(model, jit_compile=True, filtered=None):
             generated = t + 1 >= prompt_lengths
             nxt = tf.where(generated, sampled, tokens[:, t + 1])
             if seen:  # the newest bytes of the generated text, then the stop strings in them
-                def check(tail, stopped_at):
-                    added = tf.where(generated, tf.gather(token_lengths, nxt), 0)
-                    tail = tf.gather(tf.concat([tail, tf.gather(token_bytes, nxt)], axis=1),
-                                     added[:, None] + tf.range(tail.shape[1])[None, :], batch_dims=1)
-                    hit = generated & contains_stop(tail, stop_bytes, stop_lengths)
-                    return tail, tf.where(hit & (stopped_at == NOT_STOPPED), t + 1, stopped_at)
-
-                tail, stopped_at = tf.cond(tf.size(stop_lengths) > 0,
-                                           lambda: check(tail, stopped_at),
-                                           lambda: (tail, stopped_at))
-            # One column written per step: the step's cost does not grow with the buffer.
-            column = tf.stack([rows, tf.fill([batch], t + 1)], axis=1)
-            tokens = tf.tensor_scatter_nd_update(tokens, column, nxt)
-            return (t + 1, position + 1, tokens, state, tail, stopped_at, *seen)
-
-        def running(until):
-            """The loops' condition: until `until`, or (in the loop that checks stop strings)
-            until every row has stopped."""
-            def condition(t, position, tokens, state, tail, stopped_at, *seen):
-                if not seen:
-                    return t < until
-                return (t < until) & tf.reduce_any(stopped_at == NOT_STOPPED)
-
-            return condition
-
-        def steps(until, *carried):
-            return tf.while_loop(running(until), step, carried)
-
-        def window(t, position, tokens, state, *rest):
-            """Re-reads the last half window if the cache is full, then steps until it is full
-            again: the steps carry the cache through no branch, which would copy it each step."""
-            keep = context // 2
-            # Padded so the slice fits the buffer's static width even when the buffer is
-            # shorter than the context (a short request): XLA checks untaken branches too.
-            state, position = tf.cond(
-                position >= context,
-                lambda: (model.prefill(tf.slice(tf.pad(tokens, [[0, 0], [0, keep]]),
-                                                [0, t - keep], [batch, keep])), keep),
-                lambda: (state, position))
-            until = tf.minimum(stop - 1, t + context - position)
-            return steps(until, t, position, tokens, state, *rest)
+                tail, stopped_at = check(t, nxt, generated, tail, stopped_at, stop_bytes,
+                                         stop_lengths)
+            return (t + 1, position + 1, write_column(tokens, rows, t + 1, nxt), state, tail,
+                    stopped_at, *seen)
 
         def decode(filtered):
             """The loop that carries `seen` for the penalty, the filters and the stop strings,
@@ -316,10 +354,7 @@ def decode_loop(model, jit_compile=True, filtered=None):
             carried = (start, position, tokens, state, tail, stopped_at)
             if filtered:
                 carried += (seen_before(tokens, start, vocab_size),)
-            if context is None:
-                carried = steps(stop - 1, *carried)
-            else:
-                carried = tf.while_loop(running(stop - 1), window, carried)
+            carried = stepped(model, step, stop, carried, until_all_stopped=filtered)
             return carried[2], carried[1], carried[3:6]  # tokens, position, decoder state
 
         # Each op costs TF Serving's executor a kernel launch a token, so a request that
@@ -334,10 +369,157 @@ def decode_loop(model, jit_compile=True, filtered=None):
     return loop
 
 
+def dot_products(each, history, jit_compile):
+    """(B, k, L): each of the k vectors of a row (B, k, C) against each of its L (B, L, C). In
+    TF's plain graph a batch of one runs a 2-D matmul: oneDNN's batched one cost contrastive
+    search 40% of its speed inside the loop (the CLI's case, one prompt). XLA contracts either."""
+    batched = lambda: tf.matmul(each, history, transpose_b=True)  # noqa: E731
+    if jit_compile:
+        return batched()
+    return tf.cond(tf.shape(each)[0] == 1, lambda: tf.matmul(each[0], history[0], transpose_b=True)[None],
+                   batched)
+
+
+def search_loop(model, jit_compile=True, method=None):
+    """A tf.function for the deterministic searches, run in one call: a beam can rewrite what it
+    wrote, so nothing streams.
+
+    search(tokens (B, L) holding the prompts, prompt_lengths (B,), stop, *search_tensors*) →
+    (tokens, stopped_at (B,)): tokens up to stop-1 written as `decode_loop` writes them, with
+    its prompts, stop strings, early exit and context refill, chosen by
+
+    - contrastive search (Su et al. 2022; KerasHub's ContrastiveSampler and Hugging Face's
+      `penalty_alpha`): of the `top_k` likeliest next tokens, the one that maximizes
+      (1 − α)·p − α·(its hidden state's largest cosine similarity to the context's);
+    - beam search (KerasHub's BeamSampler, with Hugging Face's `length_penalty`): the `num_beams`
+      likeliest continuations kept, each step, of all the beams' tokens; a beam that meets a
+      stop string keeps its slot, finished, and every beam is ranked by log-probability ÷
+      (generated length)^length_penalty; the best is returned.
+
+    `method` "contrastive" or "beam" traces only that one; None (a served graph) holds both and
+    picks per request by `num_beams`.
+    """
+    vocab_size = model.vocab_size
+    scalar = lambda dtype: tf.TensorSpec([], dtype)  # noqa: E731
+    check = stop_check(model)
+
+    @tf.function(jit_compile=jit_compile, autograph=False, input_signature=[
+        tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32), scalar(tf.int32),
+        scalar(tf.int32), scalar(tf.float32), scalar(tf.int32), scalar(tf.float32),
+        tf.TensorSpec([None, MAX_STOP_BYTES], tf.int32), tf.TensorSpec([None], tf.int32)])
+    def search(*inputs):
+        with tracing_for_xla(jit_compile):
+            return body(*inputs)
+
+    def body(tokens, prompt_lengths, stop, top_k, penalty_alpha, num_beams, length_penalty,
+             stop_bytes, stop_lengths):
+        stops = (stop_bytes, stop_lengths)
+        run = {"contrastive": lambda: contrastive(tokens, prompt_lengths, stop, top_k,
+                                                  penalty_alpha, stops),
+               "beam": lambda: beam(tokens, prompt_lengths, stop, num_beams, length_penalty, stops)}
+        if method is not None:
+            return run[method]()
+        return tf.cond(num_beams > 1, run["beam"], run["contrastive"])
+
+    def contrastive(tokens, prompt_lengths, stop, k, alpha, stops):
+        batch, length = tf.shape(tokens)[0], tf.shape(tokens)[1]
+        rows = tf.range(batch)
+        # Token 0 read first: each step then feeds the k candidates for the next position.
+        logits, hidden, state = model.hidden_step(tokens[:, 0], model.initial_state(batch), 0)
+        hidden = tf.cast(hidden, tf.float32)
+        history = tf.concat([hidden[:, None], tf.zeros(tf.stack([batch, length - 1, hidden.shape[-1]]))],
+                            axis=1)  # (B, L, C): the hidden state after each token …
+        norms = tf.pad(tf.norm(hidden, axis=-1)[:, None], [[0, 0], [0, length - 1]])  # … its norm
+
+        def step(t, position, tokens, state, tail, stopped_at, logits, history, norms):
+            probs, candidates = tf.math.top_k(tf.nn.softmax(without_unknown(logits)), k)  # (B, k)
+            forced = t + 1 < prompt_lengths
+            candidates = tf.where(forced[:, None], tokens[:, t + 1][:, None], candidates)
+            wide = tf.nest.map_structure(lambda s: tf.repeat(s, k, axis=0), state)
+            next_logits, next_hidden, next_state = model.hidden_step(
+                tf.reshape(candidates, [-1]), wide, position)
+            next_hidden = tf.cast(next_hidden, tf.float32)
+            each = tf.reshape(next_hidden, [batch, k, -1])  # (B, k, C)
+            each_norm = tf.norm(next_hidden, axis=-1)
+            similarity = dot_products(each, history, jit_compile) / (
+                tf.reshape(each_norm, [batch, k, 1]) * norms[:, None, :])  # (B, k, L)
+            similarity = tf.where(tf.range(length) <= t, similarity, -1.0)  # the context only
+            score = (1 - alpha) * probs - alpha * tf.reduce_max(similarity, axis=-1)
+            best = tf.argmax(score, axis=1, output_type=tf.int32)
+            picked = rows * k + best
+            nxt = tf.gather(candidates, best, batch_dims=1)
+            at = tf.stack([rows, tf.fill([batch], t + 1)], 1)
+            history = tf.tensor_scatter_nd_update(history, at, tf.gather(next_hidden, picked))
+            norms = tf.tensor_scatter_nd_update(norms, at, tf.gather(each_norm, picked))
+            tail, stopped_at = check(t, nxt, ~forced, tail, stopped_at, *stops)
+            return (t + 1, position + 1, write_column(tokens, rows, t + 1, nxt),
+                    tf.nest.map_structure(lambda s: tf.gather(s, picked), next_state), tail,
+                    stopped_at, tf.gather(next_logits, picked), history, norms)
+
+        _, tail, stopped_at = decoder_state(model, batch)
+        carried = (0, 1, tokens, state, tail, stopped_at, logits, history, norms)
+        carried = stepped(model, step, stop, carried, until_all_stopped=True, ahead=1)
+        return carried[2], carried[5]
+
+    def beam(tokens, prompt_lengths, stop, beams, length_penalty, stops):
+        batch = tf.shape(tokens)[0]
+        width = batch * beams
+        rows = tf.range(width)
+        tokens, lengths = tf.repeat(tokens, beams, axis=0), tf.repeat(prompt_lengths, beams)
+        state, tail, stopped_at = decoder_state(model, width)
+        # Until a row's first new token its beams are alike: only the first one grows.
+        score = tf.where(rows % beams == 0, 0.0, -1e9)  # (B·K,) log-probability of each beam
+        finished = tf.one_hot(0, vocab_size, on_value=0.0, off_value=float("-inf"))
+
+        def penalty(stopped_at, new_length):
+            """What a beam's log-probability is divided by to rank it: its generated length
+            (`new_length` - its prompt's while it runs) ^ length_penalty."""
+            generated = tf.where(stopped_at == NOT_STOPPED, new_length, stopped_at + 1) - lengths
+            return tf.pow(tf.cast(tf.maximum(generated, 1), tf.float32), length_penalty)
+
+        def step(t, position, tokens, state, tail, stopped_at, score):
+            logits, state = model.step(tokens[:, t], state, position)
+            log_probs = tf.nn.log_softmax(without_unknown(logits))
+            # A finished beam continues only as itself: one candidate (id 0, no text) at no cost.
+            log_probs = tf.where((stopped_at == NOT_STOPPED)[:, None], log_probs, finished[None])
+            candidates = score[:, None] + log_probs  # (B·K, V)
+            ranks = candidates / penalty(stopped_at, t + 2)[:, None]
+            _, best = tf.math.top_k(tf.reshape(ranks, [batch, -1]), beams)  # (B, K) of K·V
+            source = tf.reshape(tf.range(batch)[:, None] * beams + best // vocab_size, [-1])
+            nxt = tf.reshape(best % vocab_size, [-1])
+            new_score = tf.gather(tf.reshape(candidates, [-1]), source * vocab_size + nxt)
+            forced = t + 1 < lengths  # in the prompt: the beams stay as they are
+            source = tf.where(forced, rows, source)
+            nxt = tf.where(forced, tokens[:, t + 1], nxt)
+            score = tf.where(forced, score, new_score)
+            tokens, state, tail, stopped_at = tf.nest.map_structure(
+                lambda x: tf.gather(x, source), (tokens, state, tail, stopped_at))
+            tail, stopped_at = check(t, nxt, ~forced & (stopped_at == NOT_STOPPED), tail,
+                                     stopped_at, *stops)
+            return (t + 1, position + 1, write_column(tokens, rows, t + 1, nxt), state, tail,
+                    stopped_at, score)
+
+        carried = stepped(model, step, stop, (0, 0, tokens, state, tail, stopped_at, score),
+                          until_all_stopped=True)
+        t, tokens, stopped_at, score = carried[0], carried[2], carried[5], carried[6]
+        best = tf.argmax(tf.reshape(score / penalty(stopped_at, t + 1), [batch, beams]), axis=1,
+                         output_type=tf.int32)
+        picked = tf.range(batch) * beams + best
+        return tf.gather(tokens, picked), tf.gather(stopped_at, picked)
+
+    return search
+
+
 def compiled_decoder(model, jit_compile=True, filtered=None):
     """The model's decode loop, built (and later traced) once per model and setting."""
     return model.traced(("decode", jit_compile, filtered),
                         lambda: decode_loop(model, jit_compile, filtered))
+
+
+def compiled_search(model, jit_compile=True, method=None):
+    """The model's search loop, built (and later traced) once per model and setting."""
+    return model.traced(("search", jit_compile, method),
+                        lambda: search_loop(model, jit_compile, method))
 
 
 def encode_prompts(tokenizer, prompts, max_new_tokens):
@@ -351,6 +533,13 @@ def encode_prompts(tokenizer, prompts, max_new_tokens):
     return tokens, lengths, np.int32(stop)
 
 
+def new_ids(tokens, lengths, done, count, stopped_at):
+    """The `count` new ids (B, count) after each row's prompt and `done` ids before, 0 after
+    the token that completed a stop string."""
+    columns = lengths[:, None] + done + np.arange(count)[None, :]
+    return np.where(columns > stopped_at[:, None], 0, np.take_along_axis(tokens, columns, axis=1))
+
+
 def generate_ids(model, prompts, sampling=Sampling(), block=None, jit_compile=True):
     """Yields the new token ids (B, n) after each prompt, `block` tokens at a time (all at
     once by default); the ids are the same whatever the block size, and with or without XLA.
@@ -358,6 +547,11 @@ def generate_ids(model, prompts, sampling=Sampling(), block=None, jit_compile=Tr
     row has stopped nothing more is yielded."""
     total = sampling.max_new_tokens
     tokens, lengths, stop = encode_prompts(model.text_tokenizer, prompts, total)
+    if sampling.search():  # one call, one block: a beam may rewrite its text until the end
+        search = compiled_search(model, jit_compile, sampling.search())
+        tokens, stopped_at = search(tokens, lengths, stop, *search_tensors(sampling))
+        yield new_ids(tokens.numpy(), lengths, 0, total, stopped_at.numpy())
+        return
     loop = compiled_decoder(model, jit_compile, sampling.filters())
     controls = sampling_tensors(sampling)
     start, position, state = 0, np.int32(0), decoder_state(model, len(prompts))
@@ -368,10 +562,8 @@ def generate_ids(model, prompts, sampling=Sampling(), block=None, jit_compile=Tr
         tokens, position, state = loop(tokens, lengths, np.int32(start), np.int32(until),
                                        position, state, *controls)
         new = until - first - done
-        out, stopped_at = tokens.numpy(), state[2].numpy()
-        columns = lengths[:, None] + done + np.arange(new)[None, :]
-        ids = np.take_along_axis(out, columns, axis=1)
-        yield np.where(columns > stopped_at[:, None], 0, ids)
+        stopped_at = state[2].numpy()
+        yield new_ids(tokens.numpy(), lengths, done, new, stopped_at)
         if (stopped_at < NOT_STOPPED).all():
             return
         start, done = until - 1, done + new

@@ -73,10 +73,12 @@ class CausalLM(GenerativeModel):
     """A next-token model over characters or BPE subwords that generation drives a token at a time.
 
     Subclasses implement `call` (token ids (B, T) → logits (B, T, V)) and the
-    decoding protocol: `initial_state(batch_size)`, `step(token_ids, state,
-    position)` → (logits (B, V), state), `prefill(token_ids)` → state, and,
-    where the context is bounded, `context_length`. For fine-tuning they list
-    `lower_layers()`.
+    decoding protocol: `initial_state(batch_size)`, `hidden_step(token_ids,
+    state, position)` → (logits (B, V), the last hidden state (B, C), state)
+    (or only `step` → (logits, state), which leaves out contrastive search,
+    the one method that compares hidden states), `prefill(token_ids)` → state,
+    and, where the context is bounded, `context_length`. For fine-tuning they
+    list `lower_layers()`.
 
     Args:
         vocab_size: number of token ids (id 0 = unknown character).
@@ -113,6 +115,15 @@ class CausalLM(GenerativeModel):
         self.compute_loss(ids, ids, logits)
         self.compute_metrics(ids, ids, logits)
         self.reset_metrics()
+
+    def step(self, token_ids, state, position):
+        """One token a row: (logits (B, V), the state after it)."""
+        logits, _, state = self.hidden_step(token_ids, state, position)
+        return logits, state
+
+    def hidden_step(self, token_ids, state, position):
+        raise ConfigError(f"{type(self).__name__} implements only `step`: contrastive search "
+                          f"needs `hidden_step`, which also returns the last hidden state")
 
     def sample_inputs(self, batch_size=2, seq_len=None):
         seq_len = seq_len or min(8, self.context_length or 8)

@@ -17,9 +17,9 @@ are read from their first row.
 import numpy as np
 import tensorflow as tf
 
-from kerasgen.text.decoding import BUCKET, decode_loop, decoder_state
-from kerasgen.text.sampling import (EMPTY_PROMPT, MAX_STOP_BYTES, MAX_STOPS, SERVED_CONTROLS,
-                                    Sampling)
+from kerasgen.text.decoding import BUCKET, decode_loop, decoder_state, search_loop
+from kerasgen.text.sampling import (EMPTY_PROMPT, MAX_STOP_BYTES, MAX_STOPS, SAMPLING_ONLY,
+                                    SERVED_CONTROLS, Sampling)
 from kerasgen.text.tokenizer import UNKNOWN_ID
 
 
@@ -68,6 +68,7 @@ class TextServing:
         # Plain graph by default: stock tensorflow_model_server runs it with no flags. With XLA
         # it is several times faster, but TF Serving then needs --xla_cpu_compilation_enabled.
         self.loop = decode_loop(model, jit_compile=jit_compile)
+        self.search = search_loop(model, jit_compile=jit_compile)
 
     def _checked(self, prompt, settings):
         """The inputs, passed only once every limit holds (else InvalidArgumentError)."""
@@ -104,13 +105,36 @@ class TextServing:
                                          "stop strings must not be empty"),
             tf.debugging.assert_less_equal(tf.strings.length(first["stop"]), MAX_STOP_BYTES,
                                            f"stop strings are limited to {MAX_STOP_BYTES} UTF-8 bytes"),
+            tf.debugging.assert_non_negative(first["penalty_alpha"], "penalty_alpha must be in [0, 1]"),
+            tf.debugging.assert_less_equal(first["penalty_alpha"], 1.0, "penalty_alpha must be in [0, 1]"),
+            tf.debugging.assert_positive(first["num_beams"], "num_beams must be ≥ 1"),
+            tf.debugging.assert_all_finite(first["length_penalty"], "length_penalty must be finite"),
         ]
+        # The searches: each beam, or each contrastive candidate, is a row the model runs.
+        beams, contrastive = first["num_beams"] > 1, first["penalty_alpha"] > 0
+        rows = tf.size(prompt) * tf.where(beams, first["num_beams"], tf.where(contrastive, first["top_k"], 1))
+        checks += [
+            self._holds(rows <= limits["max_batch"], f"prompts × num_beams (or × top_k, in contrastive "
+                                                     f"search) are limited to {limits['max_batch']}"),
+            self._holds(~contrastive | (first["top_k"] >= 2),
+                        "top_k must be ≥ 2 for contrastive search (penalty_alpha > 0)"),
+            self._holds(~(beams & contrastive), "num_beams and penalty_alpha are two searches: choose one")]
+        unchanged = {name: first[name] == getattr(Sampling, name) for name in SAMPLING_ONLY
+                     if name in first}
+        checks += [self._holds(~(beams | contrastive) | same, f"{name} narrows sampling and does not "
+                                                              f"combine with num_beams or penalty_alpha")
+                   for name, same in unchanged.items()]
         with tf.control_dependencies(checks):
             return tf.identity(prompt), {key: tf.identity(value) for key, value in first.items()}
 
-    def generate(self, prompt, controls):
+    @staticmethod
+    def _holds(condition, message):
+        return tf.debugging.assert_equal(condition, True, message)
+
+    def generate(self, prompt, controls, searches=True):
         """Continues each prompt (the `generate` signature's body); `controls`: {SERVED_CONTROLS
-        name: its (B,) input}."""
+        name: its (B,) input}. Without `searches` (`serving_default`, which only samples) the
+        graph holds no search loop: half the tracing at export."""
         prompt, s = self._checked(prompt, controls)
         prompt = tf.where(prompt == "", EMPTY_PROMPT, prompt)
         ids = self.tokenizer.graph_encode(prompt)
@@ -119,13 +143,23 @@ class TextServing:
         stop = tf.reduce_max(lengths) + new
         size = (stop + BUCKET - 1) // BUCKET * BUCKET
         tokens = ids.to_tensor(default_value=0, shape=tf.stack([batch, size]))
-        tokens, _, state = self.loop(tokens, lengths, 0, stop, 0, decoder_state(self.model, batch),
-                                     s["temperature"], s["top_k"], s["top_p"], s["min_p"],
-                                     s["typical_p"], s["repetition_penalty"], 0, s["seed"],
-                                     *_stop_tensors(s["stop"]))
+        stops = _stop_tensors(s["stop"])
+
+        def sampled():
+            out, _, state = self.loop(tokens, lengths, 0, stop, 0, decoder_state(self.model, batch),
+                                      s["temperature"], s["top_k"], s["top_p"], s["min_p"],
+                                      s["typical_p"], s["repetition_penalty"], 0, s["seed"], *stops)
+            return out, state[2]
+
+        def searched():
+            return self.search(tokens, lengths, stop, s["top_k"], s["penalty_alpha"],
+                               s["num_beams"], s["length_penalty"], *stops)
+
+        out, stopped_at = (tf.cond((s["num_beams"] > 1) | (s["penalty_alpha"] > 0), searched, sampled)
+                           if searches else sampled())
         columns = lengths[:, None] + tf.range(new)[None, :]
-        token_ids = tf.where(columns > state[2][:, None], 0,  # after a stop: no tokens
-                             tf.gather(tokens, columns, batch_dims=1))
+        token_ids = tf.where(columns > stopped_at[:, None], 0,  # after a stop: no tokens
+                             tf.gather(out, columns, batch_dims=1))
         text = _cut(self.tokenizer.graph_decode(token_ids), s["stop"])
         return {"text": text, "token_ids": token_ids}
 
@@ -140,14 +174,17 @@ class TextServing:
                      top_p=defaults["top_p"], min_p=defaults["min_p"],
                      typical_p=defaults["typical_p"],
                      repetition_penalty=defaults["repetition_penalty"], seed=defaults["seed"],
-                     stop=defaults["stop"]):
+                     stop=defaults["stop"], penalty_alpha=defaults["penalty_alpha"],
+                     num_beams=defaults["num_beams"], length_penalty=defaults["length_penalty"]):
             controls = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
                             top_p=top_p, min_p=min_p, typical_p=typical_p,
-                            repetition_penalty=repetition_penalty, seed=seed, stop=stop)
+                            repetition_penalty=repetition_penalty, seed=seed, stop=stop,
+                            penalty_alpha=penalty_alpha, num_beams=num_beams,
+                            length_penalty=length_penalty)
             return self.generate(prompt, controls)
 
         def serving_default(prompt):
-            return generate(prompt)
+            return self.generate(prompt, dict(defaults), searches=False)
 
         def logits(token_ids):
             checks = [tf.debugging.assert_less_equal(tf.shape(token_ids)[0], self.limits["max_batch"],
@@ -180,7 +217,8 @@ class TextServing:
                "top_p": np.array([0.9], np.float32), "min_p": np.array([0.05], np.float32),
                "typical_p": np.array([0.95], np.float32),
                "repetition_penalty": np.array([1.1], np.float32), "seed": np.array([1], np.int32),
-               "stop": np.array([["\n\n"]])}
+               "stop": np.array([["\n\n"]]), "penalty_alpha": np.array([0.0], np.float32),
+               "num_beams": np.array([1], np.int32), "length_penalty": np.array([1.0], np.float32)}
         return {"serving_default": {"prompt": row["prompt"]}, "generate": row,
                 "logits": {"token_ids": np.ones((1, min(8, self.limits["max_prompt_chars"])), np.int32)}}
 
