@@ -37,6 +37,7 @@ class TrainConfig:
     jit_compile: bool = True  # XLA for the training steps
     steps_per_execution: int = 10  # fewer Python round trips per step (at most; a divisor of an epoch)
     sample_chars: int = 200  # text: length of the per-epoch TensorBoard samples
+    log_every: int = 10  # TensorBoard: the training losses and learning rate every N steps (0: per epoch only)
     init_from: Optional[str] = None  # a run directory to fine-tune from
     freeze_layers: int = 0  # fine-tuning: keep the embedding and this many lower layers fixed
 
@@ -45,7 +46,8 @@ class TrainConfig:
         problems = [f"--{name}={getattr(self, name)} must be ≥ {low}"
                     for name, low in (("epochs", 1), ("batch_size", 1), ("steps_per_epoch", 1),
                                       ("seq_len", 2), ("steps_per_execution", 1),
-                                      ("sample_chars", 1), ("freeze_layers", 0), ("seed", 0))
+                                      ("sample_chars", 1), ("freeze_layers", 0), ("seed", 0),
+                                      ("log_every", 0))
                     if getattr(self, name) < low]
         if self.validation_steps is not None and self.validation_steps < 1:
             problems.append(f"--validation_steps={self.validation_steps} must be ≥ 1 (or none: all)")

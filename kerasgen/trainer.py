@@ -16,6 +16,7 @@ import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 import kerasgen
 
@@ -144,6 +145,47 @@ class StopOnNonFinite(keras.callbacks.Callback):
                 raise TrainingDiverged(f"weight {variable.path} became non-finite in epoch {epoch + 1}")
 
 
+class StepCurves(keras.callbacks.Callback):
+    """Every `every` training steps, the mean of each loss the model reports over those steps
+    (`loss`, or a GAN's `g_loss` and `d_loss`) and the learning rate, as `steps/…` scalars at
+    the run's global step: a curve, not a point an epoch, continued by a resumed run. Keras'
+    logs hold each loss's running mean over the epoch, so the mean of the last steps is the
+    difference of two running sums (exact: the batches are of one size)."""
+
+    def __init__(self, log_dir, every, steps_per_epoch):
+        super().__init__()
+        self.log_dir, self.every, self.steps_per_epoch = log_dir, every, steps_per_epoch
+        self._writer = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.written = epoch, (0, {})  # steps of the epoch and the losses' sums then
+
+    def on_train_batch_end(self, batch, logs=None):
+        steps, (before, sums_before) = batch + 1, self.written
+        first = self.epoch * self.steps_per_epoch
+        if (first + steps) // self.every == (first + before) // self.every:
+            return
+        sums = {name: float(np.mean(value)) * steps for name, value in (logs or {}).items()
+                if name.endswith("loss")}
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default(step=first + steps):
+            for name, total in sums.items():
+                tf.summary.scalar(f"steps/{name}", (total - sums_before.get(name, 0.0)) / (steps - before))
+            rate = getattr(self.model.optimizer, "learning_rate", None)
+            if rate is not None:
+                tf.summary.scalar("steps/learning_rate", float(np.asarray(rate)))
+        self.written = (steps, sums)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._writer is not None:
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+
+
 class Clock(keras.callbacks.Callback):
     """Where the user's wall time goes, from the process' start (kerasgen's import) to the saved
     model: start-up (to the end of the first training execution: imports, data, model, tracing
@@ -228,6 +270,8 @@ def train_run(model, data, train, recipe, run, restore_from=None):
         # The family's callbacks add their scores to the epoch's logs before these read them.
         *family.callbacks(model, data, train, run),
         *stateful,
+        *([StepCurves(run.log_dir("train_steps"), train.log_every, train.steps_per_epoch)]
+          if train.log_every else []),
         # Before the backup: an epoch the backup counts as finished is always in the logs.
         tensorboard := keras.callbacks.TensorBoard(run.logs_dir),
         Backup(run, stateful, restore_from),

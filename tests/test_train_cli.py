@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import IMAGE_MODELS, REPO, TESTS, TINY_TRAIN, error_lines, run_python, tiny_flags
 from kerasgen import registry, train
@@ -229,6 +230,26 @@ def test_tensorboard_logs_hold_losses_learning_rate_bpc_samples_and_stability(tm
 
     assert {"sample", *(f"stability/{name}" for name in PLOTTED),
             *(f"stability_real_text/{name}" for name in PLOTTED)} <= tags["samples"]
+
+
+def test_tensorboard_draws_the_training_loss_and_learning_rate_every_n_steps(tmp_path, corpus):
+    """--log_every 2 over 2 epochs of 4 steps (2 a call): a point every 2 global steps, each the
+    mean loss of its own 2 steps (their mean is the epoch's loss), and the schedule's rate."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = str(tmp_path / "run")
+    assert train.main([*GRU, "--data", corpus, "--out", out, "--epochs=2", "--steps_per_epoch=4",
+                       "--steps_per_execution=2", "--log_every=2"]) == 0
+    steps = EventAccumulator(os.path.join(out, "logs", "train_steps")).Reload()
+    value = lambda event: float(tf.make_ndarray(event.tensor_proto))  # noqa: E731
+    losses = steps.Tensors("steps/loss")
+    assert [e.step for e in losses] == [2, 4, 6, 8]
+    epochs = EventAccumulator(os.path.join(out, "logs", "train")).Reload().Tensors("epoch_loss")
+    for epoch, pair in enumerate((losses[:2], losses[2:])):
+        assert np.mean([value(e) for e in pair]) == pytest.approx(value(epochs[epoch]), rel=1e-5)
+    assert value(losses[0]) != value(losses[1])  # each point its own steps, not a running mean
+    rates = [value(e) for e in steps.Tensors("steps/learning_rate")]
+    assert len(rates) == 4 and len(set(rates)) > 1  # the warmup and decay, step by step
 
 
 @pytest.mark.slow
